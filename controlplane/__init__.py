@@ -1,0 +1,1 @@
+"""Weir control plane: config source -> validate -> translate -> snapshot -> ADS."""

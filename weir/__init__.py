@@ -1,0 +1,1 @@
+"""Weir: an OpenAI-compatible LLM gateway."""
