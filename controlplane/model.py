@@ -1,0 +1,86 @@
+"""The validated, typed form of the public config kinds (weir.dev/v1alpha1).
+
+The loader (`controlplane.source_files`) turns YAML documents into these after schema and
+reference validation; the translators read only these, never raw dicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+API_VERSION = "weir.dev/v1alpha1"
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """USD per 1M tokens."""
+
+    input: float = 0.0
+    cached_input: float = 0.0
+    output: float = 0.0
+
+
+@dataclass(frozen=True)
+class BackendModel:
+    """A model a Backend serves, under the name the provider knows it by."""
+
+    name: str
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    pricing: Pricing = field(default_factory=Pricing)
+    tier: str = "standard"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An upstream OpenAI-compatible provider."""
+
+    name: str
+    base_url: str  # e.g. http://127.0.0.1:9000/v1 ; scheme http or https
+    models: tuple[BackendModel, ...]
+    api_key_env: str | None = None  # name of the env var holding the provider key
+    timeout_seconds: float = 300.0
+    connect_timeout_seconds: float = 5.0
+    weight: int = 1
+    source_file: str = ""
+
+
+@dataclass(frozen=True)
+class ModelTarget:
+    """One candidate for a model alias: which backend, and the backend's model name."""
+
+    backend: str
+    model: str
+
+
+@dataclass(frozen=True)
+class ModelAlias:
+    """A model name clients ask for, and its ordered candidates (first = primary)."""
+
+    name: str
+    targets: tuple[ModelTarget, ...]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """`/{project}/{slug}/v1`: the models it offers."""
+
+    name: str
+    project: str
+    slug: str
+    models: tuple[ModelAlias, ...]
+    source_file: str = ""
+
+
+@dataclass(frozen=True)
+class ConfigSet:
+    """Every accepted resource of one consistent load."""
+
+    backends: tuple[Backend, ...] = ()
+    endpoints: tuple[Endpoint, ...] = ()
+
+    def backend(self, name: str) -> Backend | None:
+        for b in self.backends:
+            if b.name == name:
+                return b
+        return None

@@ -1,0 +1,119 @@
+"""The control plane process: config source -> validate -> translate -> snapshot -> ADS.
+
+gRPC health reports SERVING once a first config has been published. SIGTERM/SIGINT stop
+it gracefully: connected clients keep their last config and reconnect with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc
+from grpc_health.v1 import _async as health_aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from controlplane.ads_server import AggregatedDiscoveryServer
+from controlplane.cache import SnapshotCache
+from controlplane.dataplane import Address, DataPlaneSettings
+from controlplane.errors import ConfigInvalid, WeirControlPlaneError
+from controlplane.model import ConfigSet
+from controlplane.publisher import Publisher, generate
+from controlplane.source_files import DirectorySource
+from controlplane.status import XdsStatus
+
+log = logging.getLogger("weir.controlplane")
+
+HEALTH_SERVICE = "weir.controlplane"
+
+
+@dataclass(frozen=True)
+class ControlPlaneSettings:
+    config_dir: Path
+    xds: Address
+    dataplane: DataPlaneSettings
+    poll_interval_s: float = 0.2
+
+
+class ControlPlane:
+    """Wires the pieces; `run()` serves until `stop()`."""
+
+    def __init__(self, settings: ControlPlaneSettings, environ: Mapping[str, str]) -> None:
+        self.settings = settings
+        self.environ = environ
+        self.cache = SnapshotCache()
+        self.status = XdsStatus()
+        self.publisher = Publisher(self.cache, self.status)
+        self.health = health_aio.HealthServicer()
+        self.last_error: str | None = None
+        self.accepted: ConfigSet | None = None
+        self._stopping = asyncio.Event()
+        self.bound_port = 0
+
+    async def apply(self, result: ConfigSet | ConfigInvalid) -> None:
+        """Publish a load result, or report why it keeps the last good config."""
+        if isinstance(result, ConfigInvalid):
+            self._report(result)
+            return
+        if result == self.accepted:
+            return
+        try:
+            await self.publisher.publish(generate(result, self.settings.dataplane, self.environ))
+        except WeirControlPlaneError as error:
+            self._report(error)
+            return
+        self.accepted = result
+        self.last_error = None
+        await self.health.set(HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+
+    def _report(self, error: WeirControlPlaneError) -> None:
+        self.last_error = str(error)
+        kept = "the last good config keeps serving" if self.accepted else "nothing is served yet"
+        log.error("config rejected (%s):\n%s", kept, error)
+
+    async def _consume(self, results: AsyncIterator[ConfigSet | ConfigInvalid]) -> None:
+        async for result in results:
+            await self.apply(result)
+
+    async def run(self) -> None:
+        server = grpc.aio.server(options=[("grpc.keepalive_permit_without_calls", 1)])
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
+            AggregatedDiscoveryServer(self.cache, self.status), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        await self.health.set(HEALTH_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.bound_port = server.add_insecure_port(str(self.settings.xds))
+        if self.bound_port == 0:
+            raise WeirControlPlaneError(f"cannot listen for xDS on {self.settings.xds}")
+        await server.start()
+        log.info("xDS (ADS) listening on %s:%d", self.settings.xds.host, self.bound_port)
+        source = DirectorySource(
+            self.settings.config_dir, self.environ, interval=self.settings.poll_interval_s
+        )
+        consumer = asyncio.create_task(self._consume(source.watch()))
+        try:
+            await self._stopping.wait()
+        finally:
+            consumer.cancel()
+            await self.health.enter_graceful_shutdown()
+            await server.stop(grace=1.0)
+            log.info("control plane stopped")
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+
+async def serve(settings: ControlPlaneSettings) -> None:
+    plane = ControlPlane(settings, dict(os.environ))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, plane.stop)
+    await plane.run()

@@ -1,0 +1,132 @@
+"""What each connected xDS client has been sent, has ACKed and has NACKed.
+
+The ADS server reports into it through the `StreamCallbacks` protocol; the publisher
+waits on it to sequence make-before-break pushes across Envoy and ext_proc clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+log = logging.getLogger("weir.controlplane.xds")
+
+
+class StreamCallbacks(Protocol):
+    def on_stream_open(self, stream_id: int, node_id: str, node_cluster: str) -> None: ...
+
+    def on_stream_closed(self, stream_id: int) -> None: ...
+
+    def on_subscribe(self, stream_id: int, type_url: str) -> None: ...
+
+    def on_sent(self, stream_id: int, type_url: str, version: str) -> None: ...
+
+    def on_ack(self, stream_id: int, type_url: str, version: str) -> None: ...
+
+    def on_nack(self, stream_id: int, type_url: str, version: str, message: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Nack:
+    node_id: str
+    type_url: str
+    version: str
+    message: str
+    at: float
+
+
+@dataclass
+class StreamStatus:
+    node_id: str
+    node_cluster: str
+    subscribed: set[str] = field(default_factory=set)
+    sent: dict[str, str] = field(default_factory=dict)
+    acked: dict[str, str] = field(default_factory=dict)
+    nacked: dict[str, str] = field(default_factory=dict)
+
+
+class XdsStatus:
+    """Implements StreamCallbacks; keeps the NACK history for reports and tests."""
+
+    def __init__(self) -> None:
+        self.streams: dict[int, StreamStatus] = {}
+        self.nacks: list[Nack] = []
+        self._changed = asyncio.Condition()
+
+    def _notify(self) -> None:
+        async def notify() -> None:
+            async with self._changed:
+                self._changed.notify_all()
+
+        asyncio.get_running_loop().create_task(notify())
+
+    def on_stream_open(self, stream_id: int, node_id: str, node_cluster: str) -> None:
+        self.streams[stream_id] = StreamStatus(node_id, node_cluster)
+        log.info("xDS stream %d opened by node %s (cluster %s)", stream_id, node_id, node_cluster)
+
+    def on_stream_closed(self, stream_id: int) -> None:
+        status = self.streams.pop(stream_id, None)
+        if status is not None:
+            log.info("xDS stream %d of node %s closed", stream_id, status.node_id)
+        self._notify()
+
+    def on_subscribe(self, stream_id: int, type_url: str) -> None:
+        self.streams[stream_id].subscribed.add(type_url)
+
+    def on_sent(self, stream_id: int, type_url: str, version: str) -> None:
+        self.streams[stream_id].sent[type_url] = version
+
+    def on_ack(self, stream_id: int, type_url: str, version: str) -> None:
+        status = self.streams[stream_id]
+        status.acked[type_url] = version
+        log.debug("node %s ACKed %s version %s", status.node_id, type_url, version)
+        self._notify()
+
+    def on_nack(self, stream_id: int, type_url: str, version: str, message: str) -> None:
+        status = self.streams[stream_id]
+        status.nacked[type_url] = version
+        self.nacks.append(Nack(status.node_id, type_url, version, message, time.time()))
+        log.error(
+            "node %s rejected (NACK) %s version %s: %s; it keeps its last good config",
+            status.node_id,
+            type_url,
+            version,
+            message,
+        )
+        self._notify()
+
+    def _settled(self, wanted: dict[str, str]) -> tuple[bool, list[Nack]]:
+        done = True
+        rejected: list[Nack] = []
+        for status in self.streams.values():
+            for type_url, version in wanted.items():
+                if type_url not in status.subscribed:
+                    continue
+                if status.nacked.get(type_url) == version:
+                    rejected.append(Nack(status.node_id, type_url, version, "", 0.0))
+                elif status.acked.get(type_url) != version:
+                    done = False
+        return done, rejected
+
+    async def wait_settled(self, wanted: dict[str, str], timeout: float) -> list[Nack]:
+        """Wait until every open stream subscribed to each type has ACKed or NACKed the
+        wanted version (or `timeout` passes). Returns the rejections."""
+        deadline = time.monotonic() + timeout
+        async with self._changed:
+            while True:
+                done, rejected = self._settled(wanted)
+                remaining = deadline - time.monotonic()
+                if done or remaining <= 0:
+                    if not done:
+                        log.warning("xDS clients did not confirm %s in %.1fs", wanted, timeout)
+                    return rejected
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+
+    def nodes(self, type_url: str) -> Iterable[str]:
+        return [s.node_id for s in self.streams.values() if type_url in s.subscribed]

@@ -1,0 +1,317 @@
+"""Translate the accepted config into Envoy resources (LDS, RDS, CDS, EDS).
+
+Pure functions: ConfigSet + DataPlaneSettings in, protobuf messages out. Nothing here
+knows about transport; the snapshot and the ADS server take it from there.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+# Imported for their side effect too: json_format resolves "@type" in typed_config
+# through the descriptor pool, so every extension message used below must be loaded.
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.http.ext_proc.v3 import ext_proc_pb2  # noqa: F401
+from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
+from envoy.extensions.filters.network.http_connection_manager.v3 import (  # noqa: F401
+    http_connection_manager_pb2,
+)
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2  # noqa: F401
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
+from google.protobuf import json_format
+
+from controlplane.dataplane import Address, DataPlaneSettings
+from controlplane.model import Backend, ConfigSet
+
+LISTENER_NAME = "weir-http"
+ROUTE_CONFIG_NAME = "weir-routes"
+EXTPROC_CLUSTER = "weir-extproc"
+CLUSTER_HEADER = "x-weir-cluster"
+HEALTH_PATH = "/healthz"
+
+_ADS: dict[str, Any] = {"ads": {}, "resource_api_version": "V3"}
+_HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+@dataclass(frozen=True)
+class EnvoyResources:
+    clusters: tuple[cluster_pb2.Cluster, ...]
+    endpoints: tuple[endpoint_pb2.ClusterLoadAssignment, ...]
+    listeners: tuple[listener_pb2.Listener, ...]
+    routes: tuple[route_pb2.RouteConfiguration, ...]
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Where a Backend's base URL points, as Envoy and ext_proc need it."""
+
+    host: str
+    port: int
+    tls: bool
+    path_prefix: str
+    authority: str
+
+    @property
+    def host_is_ip(self) -> bool:
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return False
+        return True
+
+
+def parse_upstream(base_url: str) -> Upstream:
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"base URL must be http(s)://host[:port][/path], got {base_url!r}")
+    tls = parts.scheme == "https"
+    port = parts.port or (443 if tls else 80)
+    default_port = (tls and port == 443) or (not tls and port == 80)
+    host = parts.hostname
+    shown_host = f"[{host}]" if ":" in host else host
+    authority = shown_host if default_port else f"{shown_host}:{port}"
+    return Upstream(host, port, tls, parts.path.rstrip("/"), authority)
+
+
+def backend_cluster_name(backend_name: str) -> str:
+    return f"backend-{backend_name}"
+
+
+def translate(config: ConfigSet, dataplane: DataPlaneSettings) -> EnvoyResources:
+    clusters = [_extproc_cluster()]
+    assignments = [_assignment(EXTPROC_CLUSTER, dataplane.extproc)]
+    for backend in config.backends:
+        upstream = parse_upstream(backend.base_url)
+        cluster, assignment = _backend_cluster(backend, upstream)
+        clusters.append(cluster)
+        if assignment is not None:
+            assignments.append(assignment)
+    return EnvoyResources(
+        clusters=tuple(clusters),
+        endpoints=tuple(assignments),
+        listeners=(_listener(dataplane),),
+        routes=(_route_configuration(config, dataplane),),
+    )
+
+
+def _parse(message_type: type[Any], value: dict[str, Any]) -> Any:
+    return json_format.ParseDict(value, message_type())
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.3f}s"
+
+
+def _extproc_cluster() -> cluster_pb2.Cluster:
+    return _parse(
+        cluster_pb2.Cluster,
+        {
+            "name": EXTPROC_CLUSTER,
+            "type": "EDS",
+            "eds_cluster_config": {"eds_config": _ADS},
+            "connect_timeout": "1s",
+            # ext_proc is gRPC: the cluster must speak HTTP/2.
+            "typed_extension_protocol_options": {
+                _HTTP_OPTIONS: {
+                    "@type": f"type.googleapis.com/{_HTTP_OPTIONS}",
+                    "explicit_http_config": {"http2_protocol_options": {}},
+                }
+            },
+            "circuit_breakers": {
+                "thresholds": [
+                    {"max_connections": 1024, "max_pending_requests": 4096, "max_requests": 65536}
+                ]
+            },
+        },
+    )
+
+
+def _assignment(
+    cluster: str, addresses: tuple[Address, ...], hostname: str = ""
+) -> endpoint_pb2.ClusterLoadAssignment:
+    endpoints = []
+    for address in addresses:
+        endpoint: dict[str, Any] = {
+            "address": {"socket_address": {"address": address.host, "port_value": address.port}}
+        }
+        if hostname:
+            endpoint["hostname"] = hostname
+        endpoints.append({"endpoint": endpoint})
+    return _parse(
+        endpoint_pb2.ClusterLoadAssignment,
+        {"cluster_name": cluster, "endpoints": [{"lb_endpoints": endpoints}]},
+    )
+
+
+def _backend_cluster(
+    backend: Backend, upstream: Upstream
+) -> tuple[cluster_pb2.Cluster, endpoint_pb2.ClusterLoadAssignment | None]:
+    name = backend_cluster_name(backend.name)
+    cluster: dict[str, Any] = {
+        "name": name,
+        "connect_timeout": _seconds(backend.connect_timeout_seconds),
+        "typed_extension_protocol_options": {
+            _HTTP_OPTIONS: {
+                "@type": f"type.googleapis.com/{_HTTP_OPTIONS}",
+                "explicit_http_config": {"http_protocol_options": {}},
+            }
+        },
+    }
+    assignment = None
+    if upstream.host_is_ip:
+        # IP literal: endpoints arrive over EDS, so the cluster warms only once they do.
+        cluster["type"] = "EDS"
+        cluster["eds_cluster_config"] = {"eds_config": _ADS}
+        assignment = _assignment(name, (Address(upstream.host, upstream.port),))
+    else:
+        # A DNS name: Envoy resolves it; EDS carries only IPs.
+        cluster["type"] = "STRICT_DNS"
+        cluster["dns_lookup_family"] = "V4_PREFERRED"
+        cluster["load_assignment"] = json_format.MessageToDict(
+            _assignment(name, (Address(upstream.host, upstream.port),)),
+            preserving_proto_field_name=True,
+        )
+    if upstream.tls:
+        cluster["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/"
+                "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": upstream.host,
+            },
+        }
+    return _parse(cluster_pb2.Cluster, cluster), assignment
+
+
+def _extproc_filter(dataplane: DataPlaneSettings) -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.http.ext_proc",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3."
+            "ExternalProcessor",
+            "grpc_service": {"envoy_grpc": {"cluster_name": EXTPROC_CLUSTER}},
+            "failure_mode_allow": dataplane.extproc_failure_mode_allow,
+            # Request headers (route, authenticate) and the buffered request body
+            # (validate, route on `model`, rewrite) always; response headers to stamp ids
+            # and to switch SSE bodies to STREAMED; response bodies only on demand, via
+            # mode_override.
+            "processing_mode": {
+                "request_header_mode": "SEND",
+                "response_header_mode": "SEND",
+                "request_body_mode": "BUFFERED",
+                "response_body_mode": "NONE",
+                "request_trailer_mode": "SKIP",
+                "response_trailer_mode": "SKIP",
+            },
+            "allow_mode_override": True,
+            # The body is sent right behind the headers: one round trip less.
+            "send_body_without_waiting_for_header_response": True,
+            "message_timeout": _seconds(dataplane.extproc_message_timeout_ms / 1000),
+            # ext_proc rewrites :path and :authority to the chosen backend's.
+            "mutation_rules": {"allow_all_routing": True},
+        },
+    }
+
+
+def _listener(dataplane: DataPlaneSettings) -> listener_pb2.Listener:
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network."
+        "http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "weir",
+        "codec_type": "AUTO",
+        "rds": {"route_config_name": ROUTE_CONFIG_NAME, "config_source": _ADS},
+        "http_filters": [
+            _extproc_filter(dataplane),
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                },
+            },
+        ],
+        "generate_request_id": True,
+        "always_set_request_id_in_response": True,
+        "stream_idle_timeout": _seconds(dataplane.stream_idle_timeout_s),
+        "request_timeout": "0s",
+    }
+    return _parse(
+        listener_pb2.Listener,
+        {
+            "name": LISTENER_NAME,
+            "address": {
+                "socket_address": {
+                    "address": dataplane.listener.host,
+                    "port_value": dataplane.listener.port,
+                }
+            },
+            "per_connection_buffer_limit_bytes": dataplane.max_request_bytes,
+            "filter_chains": [
+                {
+                    "filters": [
+                        {
+                            "name": "envoy.filters.network.http_connection_manager",
+                            "typed_config": hcm,
+                        }
+                    ]
+                }
+            ],
+        },
+    )
+
+
+def _route_configuration(
+    config: ConfigSet, dataplane: DataPlaneSettings
+) -> route_pb2.RouteConfiguration:
+    routes: list[dict[str, Any]] = [
+        {
+            # ext_proc answers /healthz itself (200 once it holds a config); reaching
+            # this direct response means it did not.
+            "name": "healthz",
+            "match": {"path": HEALTH_PATH},
+            "direct_response": {
+                "status": 503,
+                "body": {"inline_string": '{"status":"ext_proc did not answer"}'},
+            },
+        }
+    ]
+    for endpoint in config.endpoints:
+        timeouts = []
+        for alias in endpoint.models:
+            for target in alias.targets:
+                backend = config.backend(target.backend)
+                if backend is not None:
+                    timeouts.append(backend.timeout_seconds)
+        routes.append(
+            _forward_route(
+                f"endpoint-{endpoint.name}",
+                f"/{endpoint.project}/{endpoint.slug}/v1/",
+                max(timeouts, default=300.0),
+            )
+        )
+    # Everything else also passes ext_proc, which answers unknown paths with a 404 envelope.
+    routes.append(_forward_route("fallback", "/", 300.0))
+    return _parse(
+        route_pb2.RouteConfiguration,
+        {
+            "name": ROUTE_CONFIG_NAME,
+            "virtual_hosts": [{"name": "weir", "domains": ["*"], "routes": routes}],
+            "request_headers_to_remove": [CLUSTER_HEADER],
+        },
+    )
+
+
+def _forward_route(name: str, prefix: str, timeout_s: float) -> dict[str, Any]:
+    return {
+        "name": name,
+        "match": {"prefix": prefix},
+        "route": {
+            "cluster_header": CLUSTER_HEADER,
+            "timeout": _seconds(timeout_s),
+        },
+    }

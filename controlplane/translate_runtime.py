@@ -1,0 +1,78 @@
+"""Translate the accepted config into ext_proc's runtime config (weir.config.v1)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+from controlplane.errors import ConfigError, ConfigInvalid
+from controlplane.model import ConfigSet
+from controlplane.translate_envoy import CLUSTER_HEADER, backend_cluster_name, parse_upstream
+from weir.config.v1 import runtime_pb2
+
+RUNTIME_RESOURCE_NAME = "runtime"
+
+
+def translate(config: ConfigSet, environ: Mapping[str, str]) -> runtime_pb2.RuntimeConfig:
+    """Raises ConfigInvalid when a referenced credential is missing from `environ`."""
+    errors: list[ConfigError] = []
+    runtime = runtime_pb2.RuntimeConfig(cluster_header=CLUSTER_HEADER)
+    for backend in config.backends:
+        upstream = parse_upstream(backend.base_url)
+        api_key = ""
+        if backend.api_key_env:
+            api_key = environ.get(backend.api_key_env, "")
+            if not api_key:
+                errors.append(
+                    ConfigError(
+                        backend.source_file,
+                        "Backend",
+                        backend.name,
+                        "spec.apiKey.env",
+                        f"environment variable {backend.api_key_env} is not set or empty",
+                    )
+                )
+        runtime.backends.append(
+            runtime_pb2.Backend(
+                name=backend.name,
+                cluster=backend_cluster_name(backend.name),
+                path_prefix=upstream.path_prefix,
+                authority=upstream.authority,
+                api_key=api_key,
+                models=[
+                    runtime_pb2.BackendModel(
+                        name=m.name,
+                        context_window=m.context_window or 0,
+                        max_output_tokens=m.max_output_tokens or 0,
+                        input_price=m.pricing.input,
+                        cached_input_price=m.pricing.cached_input,
+                        output_price=m.pricing.output,
+                    )
+                    for m in backend.models
+                ],
+            )
+        )
+    for endpoint in config.endpoints:
+        runtime.endpoints.append(
+            runtime_pb2.Endpoint(
+                name=endpoint.name,
+                project=endpoint.project,
+                slug=endpoint.slug,
+                models=[
+                    runtime_pb2.ModelRoute(
+                        name=alias.name,
+                        targets=[
+                            runtime_pb2.ModelTarget(backend=t.backend, model=t.model)
+                            for t in alias.targets
+                        ],
+                    )
+                    for alias in endpoint.models
+                ],
+            )
+        )
+    if errors:
+        raise ConfigInvalid(tuple(errors))
+    runtime.revision = hashlib.sha256(runtime.SerializeToString(deterministic=True)).hexdigest()[
+        :16
+    ]
+    return runtime

@@ -1,0 +1,80 @@
+"""`POST /{project}/{slug}/v1/chat/completions`: the request body stage.
+
+Parses the body, resolves the requested model to its backend target, and returns the
+mutations that send the request there: the routing header, the backend's path,
+authority and key, and the backend's model name in the body when it differs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from extproc.errors import InvalidRequest, ModelNotFound
+from extproc.routes import EndpointRoutes, Target
+
+API_PATH = "chat/completions"
+
+
+@dataclass(slots=True)
+class RoutedRequest:
+    target: Target
+    model: str  # the name the client asked for
+    stream: bool
+    headers: list[tuple[str, bytes]]
+    body: bytes | None  # None: forward the client's body unchanged
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    if not raw:
+        raise InvalidRequest("The request body is empty; expected a JSON object.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise InvalidRequest(
+            f"We could not parse the JSON body of your request: {error}. Expected a JSON object.",
+            code="invalid_json",
+        ) from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def route(
+    endpoint: EndpointRoutes,
+    raw_body: bytes,
+    cluster_header: str,
+    query: str,
+) -> RoutedRequest:
+    body = parse_body(raw_body)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest(
+            "You must provide a model parameter (a non-empty string).", param="model"
+        )
+    targets = endpoint.models.get(model)
+    if targets is None:
+        raise ModelNotFound(
+            f"The model `{model}` does not exist on endpoint "
+            f"/{endpoint.project}/{endpoint.slug}/v1 or you do not have access to it.",
+            param="model",
+        )
+    target = targets[0]
+    path = f"{target.path_prefix}/{API_PATH}"
+    if query:
+        path = f"{path}?{query}"
+    headers = [
+        (cluster_header, target.cluster.encode()),
+        (":path", path.encode()),
+        (":authority", target.authority.encode()),
+    ]
+    if target.authorization:
+        headers.append(("authorization", target.authorization))
+    new_body = None
+    if target.model != model:
+        body["model"] = target.model
+        new_body = orjson.dumps(body)
+        headers.append(("content-length", str(len(new_body)).encode()))
+    return RoutedRequest(target, model, body.get("stream") is True, headers, new_body)

@@ -1,0 +1,75 @@
+"""Small builders and readers for ext_proc protocol messages.
+
+Header values travel in `raw_value` (bytes), both ways.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from envoy.config.core.v3 import base_pb2
+from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ext
+from envoy.type.v3 import http_status_pb2
+
+from extproc.errors import GatewayError
+
+ProcessingMode = processing_mode_pb2.ProcessingMode
+_OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+
+
+def header_map(headers: ext.HttpHeaders) -> dict[str, bytes]:
+    """Lower-cased names to raw values (the last one wins for repeated names)."""
+    return {h.key: h.raw_value or h.value.encode() for h in headers.headers.headers}
+
+
+def set_header(key: str, value: bytes) -> base_pb2.HeaderValueOption:
+    return base_pb2.HeaderValueOption(
+        header=base_pb2.HeaderValue(key=key, raw_value=value), append_action=_OVERWRITE
+    )
+
+
+def header_mutation(
+    set_headers: Iterable[tuple[str, bytes]] = (), remove: Iterable[str] = ()
+) -> ext.HeaderMutation:
+    return ext.HeaderMutation(
+        set_headers=[set_header(k, v) for k, v in set_headers], remove_headers=list(remove)
+    )
+
+
+def immediate(
+    status: int, body: bytes, headers: Iterable[tuple[str, bytes]] = (), details: str = ""
+) -> ext.ProcessingResponse:
+    all_headers = [("content-type", b"application/json"), *headers]
+    return ext.ProcessingResponse(
+        immediate_response=ext.ImmediateResponse(
+            status=http_status_pb2.HttpStatus(code=status),
+            headers=header_mutation(all_headers),
+            body=body,
+            details=details,
+        )
+    )
+
+
+def error_response(
+    error: GatewayError, headers: Iterable[tuple[str, bytes]] = ()
+) -> ext.ProcessingResponse:
+    return immediate(error.status, error.body(), headers, details=f"weir_{error.code or 'error'}")
+
+
+CONTINUE_REQUEST_HEADERS = ext.ProcessingResponse(request_headers=ext.HeadersResponse())
+CONTINUE_REQUEST_BODY = ext.ProcessingResponse(request_body=ext.BodyResponse())
+CONTINUE_RESPONSE_HEADERS = ext.ProcessingResponse(response_headers=ext.HeadersResponse())
+CONTINUE_RESPONSE_BODY = ext.ProcessingResponse(response_body=ext.BodyResponse())
+CONTINUE_REQUEST_TRAILERS = ext.ProcessingResponse(request_trailers=ext.TrailersResponse())
+CONTINUE_RESPONSE_TRAILERS = ext.ProcessingResponse(response_trailers=ext.TrailersResponse())
+
+# The complete mode for a streamed (SSE) response: mode_override is applied literally.
+STREAM_RESPONSE_MODE = ProcessingMode(
+    request_header_mode=ProcessingMode.SEND,
+    response_header_mode=ProcessingMode.SEND,
+    request_body_mode=ProcessingMode.BUFFERED,
+    response_body_mode=ProcessingMode.STREAMED,
+    request_trailer_mode=ProcessingMode.SKIP,
+    response_trailer_mode=ProcessingMode.SKIP,
+)

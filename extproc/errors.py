@@ -1,0 +1,74 @@
+"""Errors a client sees, each rendered as the OpenAI error envelope.
+
+`{"error": {"message", "type", "param", "code"}}` with the HTTP status the OpenAI API
+uses for the same situation, so SDKs raise the exception users expect
+(404 -> NotFoundError, 400 -> BadRequestError, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+class GatewayError(Exception):
+    """Base class: an error answered to the client before the upstream is called."""
+
+    status: int = 500
+    error_type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def envelope(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def body(self) -> bytes:
+        return orjson.dumps(self.envelope())
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    error_type = "invalid_request_error"
+
+
+class NotFound(GatewayError):
+    status = 404
+    error_type = "invalid_request_error"
+
+
+class EndpointNotFound(NotFound):
+    code = "endpoint_not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class UnknownURL(NotFound):
+    code = "unknown_url"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    error_type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class NotReady(GatewayError):
+    status = 503
+    error_type = "server_error"
+    code = "gateway_not_ready"

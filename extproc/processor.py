@@ -1,0 +1,181 @@
+"""The ExternalProcessor service: one state machine (`Exchange`) per HTTP stream.
+
+Envoy opens one gRPC stream per HTTP request and sends, in order, the request headers,
+the buffered request body, the response headers and (for SSE, after a mode override)
+the response body chunks. Exactly one ProcessingResponse answers each message. An
+ImmediateResponse ends the exchange before the upstream is called.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ext
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_grpc
+
+from extproc import chat_completions
+from extproc.envoy_messages import (
+    CONTINUE_REQUEST_TRAILERS,
+    CONTINUE_RESPONSE_BODY,
+    CONTINUE_RESPONSE_HEADERS,
+    CONTINUE_RESPONSE_TRAILERS,
+    STREAM_RESPONSE_MODE,
+    error_response,
+    header_map,
+    header_mutation,
+    immediate,
+)
+from extproc.errors import (
+    EndpointNotFound,
+    GatewayError,
+    InvalidRequest,
+    MethodNotAllowed,
+    ModelNotFound,
+    NotReady,
+    UnknownURL,
+)
+from extproc.routes import EndpointRoutes, RouteTable, RouteTableHolder
+from extproc.sse import SSEDecoder
+
+log = logging.getLogger("weir.extproc")
+
+HEALTH_PATH = "/healthz"
+
+
+class Exchange:
+    """What ext_proc knows about one HTTP request/response."""
+
+    __slots__ = ("endpoint", "finished", "query", "request_id", "routed", "sse", "table")
+
+    def __init__(self, table: RouteTable | None) -> None:
+        self.table = table
+        self.endpoint: EndpointRoutes | None = None
+        self.query = ""
+        self.request_id = b""
+        self.routed: chat_completions.RoutedRequest | None = None
+        self.sse: SSEDecoder | None = None
+        self.finished = False
+
+    def handle(self, message: ext.ProcessingRequest) -> ext.ProcessingResponse:
+        kind = message.WhichOneof("request")
+        try:
+            if kind == "request_headers":
+                return self.on_request_headers(message.request_headers)
+            if kind == "request_body":
+                return self.on_request_body(message.request_body)
+            if kind == "response_headers":
+                return self.on_response_headers(message.response_headers)
+            if kind == "response_body":
+                return self.on_response_body(message.response_body)
+        except GatewayError as error:
+            self.finished = True
+            return error_response(error)
+        if kind == "request_trailers":
+            return CONTINUE_REQUEST_TRAILERS
+        return CONTINUE_RESPONSE_TRAILERS
+
+    def on_request_headers(self, message: ext.HttpHeaders) -> ext.ProcessingResponse:
+        headers = header_map(message)
+        method = headers.get(":method", b"").decode("latin-1")
+        path, _, self.query = headers.get(":path", b"/").decode("latin-1").partition("?")
+        self.request_id = headers.get("x-request-id", b"")
+        table = self.table
+        if path == HEALTH_PATH:
+            self.finished = True
+            if table is None:
+                return error_response(NotReady("Weir has not received its configuration yet."))
+            return immediate(200, b'{"status":"ok","config":"' + table.revision.encode() + b'"}')
+        if table is None:
+            raise NotReady("Weir has not received its configuration yet.")
+        parts = path.split("/", 4)
+        if len(parts) < 4 or parts[3] != "v1":
+            raise UnknownURL(f"Invalid URL ({method} {path})")
+        endpoint = table.endpoint(parts[1], parts[2])
+        if endpoint is None:
+            raise EndpointNotFound(
+                f"No endpoint is configured at /{parts[1]}/{parts[2]}/v1 "
+                "(expected /{project}/{endpoint}/v1)."
+            )
+        self.endpoint = endpoint
+        api = parts[4] if len(parts) == 5 else ""
+        if api == chat_completions.API_PATH:
+            if method != "POST":
+                raise MethodNotAllowed(f"Method {method} is not allowed on {path}; use POST.")
+            if message.end_of_stream:
+                raise InvalidRequest("The request body is empty; expected a JSON object.")
+            # The client's gateway key never goes upstream; the backend's key is set
+            # once the backend is chosen. Nobody but ext_proc chooses the cluster.
+            return ext.ProcessingResponse(
+                request_headers=ext.HeadersResponse(
+                    response=ext.CommonResponse(
+                        header_mutation=header_mutation(
+                            remove=("authorization", table.cluster_header)
+                        )
+                    )
+                )
+            )
+        if api == "models" or api.startswith("models/"):
+            if method != "GET":
+                raise MethodNotAllowed(f"Method {method} is not allowed on {path}; use GET.")
+            self.finished = True
+            if api == "models":
+                return immediate(200, endpoint.models_body)
+            model = api.removeprefix("models/")
+            body = endpoint.model_body(model)
+            if body is None:
+                raise ModelNotFound(f"The model `{model}` does not exist.", param="model")
+            return immediate(200, body)
+        raise UnknownURL(f"Invalid URL ({method} {path})")
+
+    def on_request_body(self, message: ext.HttpBody) -> ext.ProcessingResponse:
+        if self.endpoint is None or self.table is None:
+            # Only reachable if Envoy sent a body for a request we did not route:
+            # never let it through unchecked.
+            raise UnknownURL("Invalid URL")
+        routed = chat_completions.route(
+            self.endpoint, message.body, self.table.cluster_header, self.query
+        )
+        self.routed = routed
+        common = ext.CommonResponse(
+            header_mutation=header_mutation(routed.headers), clear_route_cache=True
+        )
+        if routed.body is not None:
+            common.body_mutation.body = routed.body
+        return ext.ProcessingResponse(request_body=ext.BodyResponse(response=common))
+
+    def on_response_headers(self, message: ext.HttpHeaders) -> ext.ProcessingResponse:
+        content_type = b""
+        for header in message.headers.headers:
+            if header.key == "content-type":
+                content_type = header.raw_value
+                break
+        if content_type.startswith(b"text/event-stream"):
+            # Stream the body through chunk by chunk: never buffer an SSE response.
+            self.sse = SSEDecoder()
+            return ext.ProcessingResponse(
+                response_headers=ext.HeadersResponse(), mode_override=STREAM_RESPONSE_MODE
+            )
+        return CONTINUE_RESPONSE_HEADERS
+
+    def on_response_body(self, message: ext.HttpBody) -> ext.ProcessingResponse:
+        if self.sse is not None:
+            self.sse.feed(message.body)
+        return CONTINUE_RESPONSE_BODY
+
+
+class ExternalProcessor(ext_grpc.ExternalProcessorServicer):  # type: ignore[misc]
+    def __init__(self, routes: RouteTableHolder) -> None:
+        self._routes = routes
+
+    async def Process(
+        self,
+        request_iterator: AsyncIterator[ext.ProcessingRequest],
+        context: grpc.aio.ServicerContext[ext.ProcessingRequest, ext.ProcessingResponse],
+    ) -> AsyncIterator[ext.ProcessingResponse]:
+        exchange = Exchange(self._routes.table)
+        async for message in request_iterator:
+            yield exchange.handle(message)
+            if exchange.finished:
+                return

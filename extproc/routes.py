@@ -1,0 +1,120 @@
+"""The runtime config compiled for the hot path.
+
+`RouteTable.compile` checks a RuntimeConfig (a config that fails is NACKed and the
+previous table stays) and precomputes everything a request needs, so serving a request
+is a couple of dict look-ups with no allocation of config objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import orjson
+
+from weir.config.v1 import runtime_pb2
+
+
+class RuntimeConfigInvalid(Exception):
+    """The runtime config from the control plane is not usable (it is NACKed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    backend: str
+    cluster: str
+    model: str
+    path_prefix: str
+    authority: str
+    authorization: bytes  # b"" when the backend takes no key
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointRoutes:
+    name: str
+    project: str
+    slug: str
+    models: MappingProxyType[str, tuple[Target, ...]]
+    models_body: bytes  # GET /v1/models, prerendered
+
+    def model_body(self, model: str) -> bytes | None:
+        if model not in self.models:
+            return None
+        return orjson.dumps(_model_object(model))
+
+
+def _model_object(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "weir"}
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTable:
+    revision: str
+    cluster_header: str
+    endpoints: MappingProxyType[tuple[str, str], EndpointRoutes]
+
+    def endpoint(self, project: str, slug: str) -> EndpointRoutes | None:
+        return self.endpoints.get((project, slug))
+
+    @classmethod
+    def compile(cls, config: runtime_pb2.RuntimeConfig) -> RouteTable:
+        if not config.cluster_header:
+            raise RuntimeConfigInvalid("cluster_header is empty")
+        backends: dict[str, runtime_pb2.Backend] = {}
+        for backend in config.backends:
+            if not backend.name or not backend.cluster:
+                raise RuntimeConfigInvalid(f"backend {backend.name!r} has no name or cluster")
+            if backend.name in backends:
+                raise RuntimeConfigInvalid(f"backend {backend.name!r} is defined twice")
+            backends[backend.name] = backend
+        endpoints: dict[tuple[str, str], EndpointRoutes] = {}
+        for endpoint in config.endpoints:
+            key = (endpoint.project, endpoint.slug)
+            if key in endpoints:
+                raise RuntimeConfigInvalid(f"endpoint /{key[0]}/{key[1]} is defined twice")
+            models: dict[str, tuple[Target, ...]] = {}
+            for route in endpoint.models:
+                if not route.targets:
+                    raise RuntimeConfigInvalid(
+                        f"endpoint {endpoint.name!r} model {route.name!r} has no targets"
+                    )
+                targets = []
+                for t in route.targets:
+                    target_backend = backends.get(t.backend)
+                    if target_backend is None:
+                        raise RuntimeConfigInvalid(
+                            f"endpoint {endpoint.name!r} model {route.name!r} names unknown "
+                            f"backend {t.backend!r}"
+                        )
+                    targets.append(
+                        Target(
+                            backend=target_backend.name,
+                            cluster=target_backend.cluster,
+                            model=t.model,
+                            path_prefix=target_backend.path_prefix,
+                            authority=target_backend.authority,
+                            authorization=(
+                                b"Bearer " + target_backend.api_key.encode()
+                                if target_backend.api_key
+                                else b""
+                            ),
+                        )
+                    )
+                models[route.name] = tuple(targets)
+            listing = {"object": "list", "data": [_model_object(name) for name in models]}
+            endpoints[key] = EndpointRoutes(
+                endpoint.name,
+                endpoint.project,
+                endpoint.slug,
+                MappingProxyType(models),
+                orjson.dumps(listing),
+            )
+        return cls(config.revision, config.cluster_header, MappingProxyType(endpoints))
+
+
+class RouteTableHolder:
+    """The table in force; swapped whole, so a request sees one consistent table."""
+
+    def __init__(self) -> None:
+        self.table: RouteTable | None = None

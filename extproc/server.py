@@ -1,0 +1,87 @@
+"""The ext_proc process: a grpc.aio server with health checking and graceful shutdown.
+
+Health is NOT_SERVING until the first runtime config from the control plane is applied.
+On SIGTERM it reports NOT_SERVING, stops taking new streams and lets the ones in flight
+finish (up to the grace period).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_grpc
+from grpc_health.v1 import _async as health_aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from extproc.config_client import RuntimeConfigClient
+from extproc.processor import ExternalProcessor
+from extproc.routes import RouteTable, RouteTableHolder
+
+log = logging.getLogger("weir.extproc")
+
+HEALTH_SERVICE = "weir.extproc"
+
+
+@dataclass(frozen=True)
+class ExtProcSettings:
+    listen: str  # host:port
+    control_plane: str  # host:port of the xDS server
+    node_id: str
+    grace_s: float = 5.0
+
+
+class ExtProcServer:
+    def __init__(self, settings: ExtProcSettings) -> None:
+        self.settings = settings
+        self.routes = RouteTableHolder()
+        self.health = health_aio.HealthServicer()
+        self.client = RuntimeConfigClient(
+            settings.control_plane, settings.node_id, self.routes, on_applied=self._on_applied
+        )
+        self._stopping = asyncio.Event()
+        self.bound_port = 0
+
+    async def _on_applied(self, table: RouteTable) -> None:
+        await self.health.set(HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+
+    async def run(self) -> None:
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                ("grpc.keepalive_permit_without_calls", 1),
+            ]
+        )
+        ext_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(self.routes), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        for service in (HEALTH_SERVICE, ""):
+            await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.bound_port = server.add_insecure_port(self.settings.listen)
+        if self.bound_port == 0:
+            raise OSError(f"cannot listen on {self.settings.listen}")
+        await server.start()
+        log.info("ext_proc listening on %s", self.settings.listen)
+        client = asyncio.create_task(self.client.run())
+        try:
+            await self._stopping.wait()
+        finally:
+            await self.health.enter_graceful_shutdown()
+            await server.stop(grace=self.settings.grace_s)
+            client.cancel()
+            log.info("ext_proc stopped")
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+
+async def serve(settings: ExtProcSettings) -> None:
+    server = ExtProcServer(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.stop)
+    await server.run()

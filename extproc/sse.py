@@ -1,0 +1,60 @@
+"""Incremental Server-Sent Events decoding.
+
+Envoy hands STREAMED bodies over in arbitrary chunks: an event, or even a line, may be
+split across chunks. The decoder keeps only the unfinished tail between calls.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# An event ends at a blank line; lines end in \n, \r\n or \r.
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+_LINE = re.compile(rb"\r\n|\n|\r")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    data: bytes  # the data lines joined with \n; b"" when the event had none
+    event: str = "message"
+
+
+class SSEDecoder:
+    def __init__(self) -> None:
+        self._tail = b""
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        buffer = self._tail + chunk if self._tail else chunk
+        events: list[Event] = []
+        start = 0
+        for match in _EVENT_END.finditer(buffer):
+            event = _parse_event(buffer[start : match.start()])
+            if event is not None:
+                events.append(event)
+            start = match.end()
+        self._tail = buffer[start:]
+        return events
+
+    @property
+    def pending(self) -> bytes:
+        """Bytes of an event not yet complete."""
+        return self._tail
+
+
+def _parse_event(raw: bytes) -> Event | None:
+    data: list[bytes] = []
+    name = "message"
+    for line in _LINE.split(raw):
+        if not line or line.startswith(b":"):
+            continue
+        field, _, value = line.partition(b":")
+        if value.startswith(b" "):
+            value = value[1:]
+        if field == b"data":
+            data.append(value)
+        elif field == b"event":
+            name = value.decode("utf-8", "replace")
+    if not data and name == "message":
+        return None
+    return Event(b"\n".join(data), name)

@@ -1,0 +1,180 @@
+"""The `weir` command: up | validate | controlplane | extproc | mock-llm."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from controlplane.source_files import load_directory
+
+    from controlplane.errors import ConfigInvalid
+
+    try:
+        config = load_directory(Path(args.directory), os.environ)
+    except ConfigInvalid as error:
+        print(f"{len(error.errors)} error(s) in {args.directory}:", file=sys.stderr)
+        for item in error.errors:
+            print(f"  {item}", file=sys.stderr)
+        return 1
+    print(
+        f"{args.directory}: OK ({len(config.backends)} Backend(s), "
+        f"{len(config.endpoints)} Endpoint(s))"
+    )
+    return 0
+
+
+def _cmd_controlplane(args: argparse.Namespace) -> int:
+    from controlplane.dataplane import Address, DataPlaneSettings
+    from controlplane.server import ControlPlaneSettings, serve
+
+    _logging(args.verbose)
+    settings = ControlPlaneSettings(
+        config_dir=Path(args.config),
+        xds=Address.parse(args.xds_address),
+        dataplane=DataPlaneSettings(
+            listener=Address.parse(args.listen),
+            extproc=tuple(Address.parse(a) for a in args.extproc_address),
+            extproc_message_timeout_ms=args.extproc_message_timeout_ms,
+            max_request_bytes=args.max_request_bytes,
+        ),
+    )
+    asyncio.run(serve(settings))
+    return 0
+
+
+def _cmd_extproc(args: argparse.Namespace) -> int:
+    from extproc.server import ExtProcSettings, serve
+
+    _logging(args.verbose)
+    asyncio.run(serve(ExtProcSettings(args.listen, args.control_plane, args.node_id)))
+    return 0
+
+
+def _cmd_mock_llm(args: argparse.Namespace) -> int:
+    from weir.mock_llm import MockSettings, serve
+
+    serve(args.host, args.port, MockSettings(ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms))
+    return 0
+
+
+def _endpoints_of(config_dir: Path) -> object:
+    def endpoints(environ: dict[str, str]) -> list[tuple[str, str, list[str]]]:
+        from controlplane.source_files import load_directory
+
+        config = load_directory(config_dir, environ)
+        return [(e.project, e.slug, [m.name for m in e.models]) for e in config.endpoints]
+
+    return endpoints
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from controlplane.source_files import load_directory
+
+    from controlplane.errors import ConfigInvalid
+    from weir.supervisor import UpSettings, run_up
+
+    config_dir = Path(args.config)
+    # Fail fast on bad config, before anything starts (the mock's URL is not known yet,
+    # so a placeholder stands in for it).
+    environ = {"WEIR_MOCK_LLM_URL": "http://127.0.0.1:1/v1", **os.environ}
+    try:
+        load_directory(config_dir, environ)
+    except ConfigInvalid as error:
+        print(f"weir up: the config in {config_dir} is invalid:", file=sys.stderr)
+        for item in error.errors:
+            print(f"  {item}", file=sys.stderr)
+        return 2
+    settings = UpSettings(
+        config_dir=config_dir,
+        host=args.host,
+        port=args.port,
+        state_dir=Path(args.state_dir),
+        xds_port=args.xds_port,
+        extproc_port=args.extproc_port,
+        admin_port=args.admin_port,
+        mock_port=args.mock_port,
+        start_mock=not args.no_mock,
+        mock_ttft_ms=args.mock_ttft_ms,
+        mock_tpot_ms=args.mock_tpot_ms,
+        verbose=args.verbose,
+    )
+    return asyncio.run(run_up(settings, _endpoints_of(config_dir)))  # type: ignore[arg-type]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="weir", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the whole stack: mock LLM, control plane, ext_proc, Envoy")
+    up.add_argument("--config", default="examples/quickstart", help="config directory")
+    up.add_argument("--host", default="127.0.0.1", help="Envoy listener address")
+    up.add_argument("--port", type=int, default=8080, help="Envoy listener port")
+    up.add_argument("--state-dir", default=".weir", help="where state and logs live")
+    up.add_argument("--xds-port", type=int, default=0, help="0 = pick a free port")
+    up.add_argument("--extproc-port", type=int, default=0, help="0 = pick a free port")
+    up.add_argument("--admin-port", type=int, default=0, help="Envoy admin; 0 = free port")
+    up.add_argument("--mock-port", type=int, default=0, help="0 = pick a free port")
+    up.add_argument("--no-mock", action="store_true", help="do not start the mock LLM")
+    up.add_argument("--mock-ttft-ms", type=float, default=0.0)
+    up.add_argument("--mock-tpot-ms", type=float, default=0.0)
+    up.add_argument("-v", "--verbose", action="store_true", help="echo every part's output")
+    up.set_defaults(func=_cmd_up)
+
+    validate = sub.add_parser("validate", help="check a config directory; list every error")
+    validate.add_argument("directory")
+    validate.set_defaults(func=_cmd_validate)
+
+    plane = sub.add_parser("controlplane", help="run the xDS control plane")
+    plane.add_argument("--config", required=True, help="config directory (hot-reloaded)")
+    plane.add_argument("--xds-address", default="127.0.0.1:18000")
+    plane.add_argument("--listen", default="127.0.0.1:8080", help="Envoy listener host:port")
+    plane.add_argument(
+        "--extproc-address",
+        action="append",
+        required=True,
+        help="an ext_proc replica host:port (repeatable)",
+    )
+    plane.add_argument("--extproc-message-timeout-ms", type=int, default=5000)
+    plane.add_argument("--max-request-bytes", type=int, default=8 * 1024 * 1024)
+    plane.add_argument("-v", "--verbose", action="store_true")
+    plane.set_defaults(func=_cmd_controlplane)
+
+    extproc = sub.add_parser("extproc", help="run the ext_proc gRPC server")
+    extproc.add_argument("--listen", default="127.0.0.1:18080")
+    extproc.add_argument("--control-plane", default="127.0.0.1:18000")
+    extproc.add_argument("--node-id", default=f"extproc-{os.getpid()}")
+    extproc.add_argument("-v", "--verbose", action="store_true")
+    extproc.set_defaults(func=_cmd_extproc)
+
+    mock = sub.add_parser("mock-llm", help="run the OpenAI-compatible mock LLM")
+    mock.add_argument("--host", default="127.0.0.1")
+    mock.add_argument("--port", type=int, default=9100)
+    mock.add_argument("--ttft-ms", type=float, default=0.0, help="time to first token")
+    mock.add_argument("--tpot-ms", type=float, default=0.0, help="time per output token")
+    mock.set_defaults(func=_cmd_mock_llm)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RuntimeConfig(_message.Message):
+    __slots__ = ("revision", "backends", "endpoints", "cluster_header")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_HEADER_FIELD_NUMBER: _ClassVar[int]
+    revision: str
+    backends: _containers.RepeatedCompositeFieldContainer[Backend]
+    endpoints: _containers.RepeatedCompositeFieldContainer[Endpoint]
+    cluster_header: str
+    def __init__(self, revision: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[Backend, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., cluster_header: _Optional[str] = ...) -> None: ...
+
+class Backend(_message.Message):
+    __slots__ = ("name", "cluster", "path_prefix", "authority", "api_key", "models")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    PATH_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    AUTHORITY_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    cluster: str
+    path_prefix: str
+    authority: str
+    api_key: str
+    models: _containers.RepeatedCompositeFieldContainer[BackendModel]
+    def __init__(self, name: _Optional[str] = ..., cluster: _Optional[str] = ..., path_prefix: _Optional[str] = ..., authority: _Optional[str] = ..., api_key: _Optional[str] = ..., models: _Optional[_Iterable[_Union[BackendModel, _Mapping]]] = ...) -> None: ...
+
+class BackendModel(_message.Message):
+    __slots__ = ("name", "context_window", "max_output_tokens", "input_price", "cached_input_price", "output_price")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_PRICE_FIELD_NUMBER: _ClassVar[int]
+    CACHED_INPUT_PRICE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_PRICE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    context_window: int
+    max_output_tokens: int
+    input_price: float
+    cached_input_price: float
+    output_price: float
+    def __init__(self, name: _Optional[str] = ..., context_window: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., input_price: _Optional[float] = ..., cached_input_price: _Optional[float] = ..., output_price: _Optional[float] = ...) -> None: ...
+
+class Endpoint(_message.Message):
+    __slots__ = ("name", "project", "slug", "models")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    SLUG_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    project: str
+    slug: str
+    models: _containers.RepeatedCompositeFieldContainer[ModelRoute]
+    def __init__(self, name: _Optional[str] = ..., project: _Optional[str] = ..., slug: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelRoute, _Mapping]]] = ...) -> None: ...
+
+class ModelRoute(_message.Message):
+    __slots__ = ("name", "targets")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    targets: _containers.RepeatedCompositeFieldContainer[ModelTarget]
+    def __init__(self, name: _Optional[str] = ..., targets: _Optional[_Iterable[_Union[ModelTarget, _Mapping]]] = ...) -> None: ...
+
+class ModelTarget(_message.Message):
+    __slots__ = ("backend", "model")
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    backend: str
+    model: str
+    def __init__(self, backend: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...

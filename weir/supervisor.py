@@ -1,0 +1,390 @@
+"""`weir up`: start the mock LLM, the control plane, ext_proc and Envoy; stop them all.
+
+Each part is a child process in its own session (so a Ctrl-C reaches only the
+supervisor, which then stops the parts in order) that also dies with the supervisor
+(PR_SET_PDEATHSIG), so no part outlives it. Parts start in dependency order, each
+awaited until it reports ready; if one fails, `weir up` says which and why, stops the
+others and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import string
+import sys
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from weir.ports import free_port, port_in_use
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BOOTSTRAP_TEMPLATE = REPO_ROOT / "envoy" / "bootstrap.yaml"
+_PR_SET_PDEATHSIG = 1
+
+
+class StartupFailed(Exception):
+    """A part did not come up; the message says which and why."""
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def envoy_binary() -> str:
+    beside = Path(sys.executable).parent / "envoy"
+    return str(beside) if beside.exists() else "envoy"
+
+
+@dataclass
+class Part:
+    name: str
+    argv: list[str]
+    env: dict[str, str] | None = None
+    process: asyncio.subprocess.Process | None = None
+    recent: deque[str] = field(default_factory=lambda: deque(maxlen=30))
+    pump: asyncio.Task[None] | None = None
+    log_file: Path | None = None
+
+    async def start(self, echo: bool) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        self.pump = asyncio.create_task(self._pump(echo))
+
+    async def _pump(self, echo: bool) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        sink = self.log_file.open("a", encoding="utf-8") if self.log_file else None
+        try:
+            async for raw in self.process.stdout:
+                line = raw.decode("utf-8", "replace").rstrip()
+                self.recent.append(line)
+                if sink is not None:
+                    sink.write(line + "\n")
+                    sink.flush()
+                if echo:
+                    print(f"{self.name:>13} | {line}", flush=True)
+        finally:
+            if sink is not None:
+                sink.close()
+
+    @property
+    def exited(self) -> bool:
+        return self.process is not None and self.process.returncode is not None
+
+    def why(self) -> str:
+        tail = "\n".join(f"    {line}" for line in list(self.recent)[-12:])
+        return f"its last output:\n{tail}" if tail else "it printed nothing"
+
+    async def stop(self, timeout: float = 8.0) -> None:
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), timeout)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+        if self.pump is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self.pump, 2)
+
+
+@dataclass(frozen=True)
+class UpSettings:
+    config_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    state_dir: Path = Path(".weir")
+    xds_port: int = 0
+    extproc_port: int = 0
+    admin_port: int = 0
+    mock_port: int = 0
+    start_mock: bool = True
+    mock_ttft_ms: float = 0.0
+    mock_tpot_ms: float = 0.0
+    verbose: bool = False
+    ready_timeout_s: float = 30.0
+
+
+async def _wait_until(
+    part: Part, check: Callable[[], Awaitable[bool]], what: str, timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if part.exited:
+            code = part.process.returncode if part.process else None
+            raise StartupFailed(f"{part.name} exited with code {code} while starting; {part.why()}")
+        with contextlib.suppress(Exception):
+            if await check():
+                return
+        await asyncio.sleep(0.05)
+    raise StartupFailed(
+        f"{part.name} did not become ready ({what}) within {timeout:.0f}s; {part.why()}"
+    )
+
+
+def _http_ok(url: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            return (await client.get(url)).status_code == 200
+
+    return check
+
+
+def _grpc_serving(target: str, service: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1.0)
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    return check
+
+
+def _pick(port: int, what: str, flag: str) -> int:
+    if port == 0:
+        return free_port()
+    if port_in_use("127.0.0.1", port):
+        raise StartupFailed(
+            f"port {port} for the {what} is already in use; choose another with {flag}"
+        )
+    return port
+
+
+class Stack:
+    """The running parts, in start order."""
+
+    def __init__(self, settings: UpSettings) -> None:
+        self.settings = settings
+        self.parts: list[Part] = []
+        self.env = dict(os.environ)
+
+    def _part(self, name: str, argv: Sequence[str]) -> Part:
+        logs = self.settings.state_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        part = Part(name, list(argv), env=self.env, log_file=logs / f"{name}.log")
+        self.parts.append(part)
+        return part
+
+    async def start(self) -> None:
+        s = self.settings
+        if port_in_use(s.host, s.port):
+            raise StartupFailed(
+                f"port {s.port} on {s.host} is already in use, so Envoy cannot listen there; "
+                "stop what uses it or choose another with --port"
+            )
+        xds_port = _pick(s.xds_port, "xDS server", "--xds-port")
+        extproc_port = _pick(s.extproc_port, "ext_proc server", "--extproc-port")
+        admin_port = _pick(s.admin_port, "Envoy admin", "--admin-port")
+        me = [sys.executable, "-m", "weir"]
+        echo = s.verbose
+
+        if s.start_mock:
+            mock_port = _pick(s.mock_port, "mock LLM", "--mock-port")
+            self.env["WEIR_MOCK_LLM_URL"] = f"http://127.0.0.1:{mock_port}/v1"
+            mock = self._part(
+                "mock-llm",
+                [
+                    *me,
+                    "mock-llm",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(mock_port),
+                    "--ttft-ms",
+                    str(s.mock_ttft_ms),
+                    "--tpot-ms",
+                    str(s.mock_tpot_ms),
+                ],
+            )
+            await mock.start(echo)
+            await _wait_until(
+                mock,
+                _http_ok(f"http://127.0.0.1:{mock_port}/healthz"),
+                "GET /healthz",
+                s.ready_timeout_s,
+            )
+            print(f"weir up: mock LLM ready on http://127.0.0.1:{mock_port}/v1", flush=True)
+
+        plane = self._part(
+            "controlplane",
+            [
+                *me,
+                "controlplane",
+                "--config",
+                str(s.config_dir),
+                "--xds-address",
+                f"127.0.0.1:{xds_port}",
+                "--listen",
+                f"{s.host}:{s.port}",
+                "--extproc-address",
+                f"127.0.0.1:{extproc_port}",
+            ],
+        )
+        await plane.start(True)
+        await _wait_until(
+            plane,
+            _grpc_serving(f"127.0.0.1:{xds_port}", "weir.controlplane"),
+            "config accepted and xDS serving",
+            s.ready_timeout_s,
+        )
+        print(f"weir up: control plane ready, xDS on 127.0.0.1:{xds_port}", flush=True)
+
+        extproc = self._part(
+            "extproc",
+            [
+                *me,
+                "extproc",
+                "--listen",
+                f"127.0.0.1:{extproc_port}",
+                "--control-plane",
+                f"127.0.0.1:{xds_port}",
+                "--node-id",
+                "extproc-0",
+            ],
+        )
+        await extproc.start(True)
+        await _wait_until(
+            extproc,
+            _grpc_serving(f"127.0.0.1:{extproc_port}", "weir.extproc"),
+            "runtime config received",
+            s.ready_timeout_s,
+        )
+        print(f"weir up: ext_proc ready on 127.0.0.1:{extproc_port}", flush=True)
+
+        s.state_dir.mkdir(parents=True, exist_ok=True)
+        bootstrap = s.state_dir / "envoy-bootstrap.yaml"
+        bootstrap.write_text(
+            string.Template(BOOTSTRAP_TEMPLATE.read_text()).substitute(
+                NODE_ID="envoy-0",
+                NODE_CLUSTER="weir",
+                ADMIN_PORT=admin_port,
+                XDS_HOST="127.0.0.1",
+                XDS_PORT=xds_port,
+            )
+        )
+        envoy = self._part(
+            "envoy",
+            [
+                envoy_binary(),
+                "-c",
+                str(bootstrap),
+                "--disable-hot-restart",
+                "--log-level",
+                "warning",
+                "--concurrency",
+                "2",
+            ],
+        )
+        await envoy.start(True)
+        await _wait_until(
+            envoy,
+            _http_ok(f"http://{s.host}:{s.port}/healthz"),
+            f"GET http://{s.host}:{s.port}/healthz",
+            s.ready_timeout_s,
+        )
+
+    async def stop(self) -> None:
+        # Front to back: Envoy stops taking requests first, the mock LLM goes last.
+        for part in reversed(self.parts):
+            await part.stop()
+
+    async def wait_any_exit(self) -> Part:
+        waits = {
+            asyncio.create_task(p.process.wait()): p for p in self.parts if p.process is not None
+        }
+        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        return waits[next(iter(done))]
+
+
+def ready_message(settings: UpSettings, endpoints: Sequence[tuple[str, str, Sequence[str]]]) -> str:
+    base = f"http://{settings.host}:{settings.port}"
+    lines = ["", "Weir is ready.", f"  Health:    {base}/healthz"]
+    for project, slug, models in endpoints:
+        lines.append(f"  Endpoint:  {base}/{project}/{slug}/v1   models: {', '.join(models)}")
+    if endpoints:
+        project, slug, models = endpoints[0]
+        url = f"{base}/{project}/{slug}/v1"
+        model = models[0] if models else "MODEL"
+        lines += [
+            "",
+            "Call it with curl:",
+            f"  curl {url}/chat/completions -H 'content-type: application/json' \\",
+            f'    -d \'{{"model": "{model}", "messages": [{{"role": "user", '
+            '"content": "Hello!"}]}\'',
+            "",
+            "or with the OpenAI SDK (pip install openai):",
+            "  from openai import OpenAI",
+            f'  client = OpenAI(base_url="{url}", api_key="unused")',
+            "  reply = client.chat.completions.create(",
+            f'      model="{model}", messages=[{{"role": "user", "content": "Hello!"}}])',
+            "  print(reply.choices[0].message.content)",
+        ]
+    lines += ["", "Press Ctrl-C to stop.", ""]
+    return "\n".join(lines)
+
+
+async def run_up(
+    settings: UpSettings, endpoints: Callable[[dict[str, str]], list[tuple[str, str, list[str]]]]
+) -> int:
+    stack = Stack(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    starting = asyncio.create_task(stack.start())
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StartupFailed):
+                await starting
+            print("weir up: stopped while starting", flush=True)
+            return 130
+        try:
+            starting.result()
+        except StartupFailed as error:
+            print(f"weir up: {error}", file=sys.stderr, flush=True)
+            return 1
+        print(ready_message(settings, endpoints(stack.env)), flush=True)
+        exited = asyncio.create_task(stack.wait_any_exit())
+        await asyncio.wait({exited, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if exited.done():
+            part = exited.result()
+            code = part.process.returncode if part.process else None
+            print(
+                f"weir up: {part.name} exited unexpectedly with code {code}; {part.why()}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 1
+        exited.cancel()
+        print("weir up: stopping", flush=True)
+        return 0
+    finally:
+        stopper.cancel()
+        await stack.stop()
