@@ -97,7 +97,7 @@ class _Stream:
         state.nonce = nonce
         state.sent_version = resources.version
         state.sent_names = state.names or frozenset(items)
-        self.callbacks.on_sent(self.stream_id, type_url, resources.version)
+        self.callbacks.on_sent(self.stream_id, type_url, resources.version, frozenset(items))
         return discovery_pb2.DiscoveryResponse(
             version_info=resources.version,
             resources=[items[name] for name in sorted(items)],

@@ -35,6 +35,8 @@ from weir.config.v1 import runtime_pb2
 log = logging.getLogger("weir.controlplane")
 
 ENVOY_TYPES = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
+# Types clients subscribe to by name: a push has settled only once every name arrived.
+NAMED_TYPES = (ENDPOINT, ROUTE)
 
 
 class UpdateRejected(WeirControlPlaneError):
@@ -86,6 +88,10 @@ def build_snapshot(
     return Snapshot.build(resources)
 
 
+def _named(snapshot: Snapshot, type_url: str) -> frozenset[str]:
+    return frozenset(snapshot.resources(type_url).items)
+
+
 def _runtime_of(snapshot: Snapshot) -> runtime_pb2.RuntimeConfig | None:
     packed = snapshot.resources(RUNTIME).items.get(translate_runtime.RUNTIME_RESOURCE_NAME)
     if packed is None:
@@ -108,7 +114,10 @@ class Publisher:
 
     async def _push(self, snapshot: Snapshot, types: tuple[str, ...]) -> list[Nack]:
         self._cache.set_snapshot(snapshot)
-        wanted = {t: snapshot.version(t) for t in types}
+        wanted = {
+            t: (snapshot.version(t), _named(snapshot, t) if t in NAMED_TYPES else frozenset())
+            for t in types
+        }
         return await self._status.wait_settled(wanted, self._settle_timeout)
 
     async def publish(self, generated: Generated) -> None:

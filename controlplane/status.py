@@ -24,11 +24,17 @@ class StreamCallbacks(Protocol):
 
     def on_subscribe(self, stream_id: int, type_url: str) -> None: ...
 
-    def on_sent(self, stream_id: int, type_url: str, version: str) -> None: ...
+    def on_sent(
+        self, stream_id: int, type_url: str, version: str, names: frozenset[str]
+    ) -> None: ...
 
     def on_ack(self, stream_id: int, type_url: str, version: str) -> None: ...
 
     def on_nack(self, stream_id: int, type_url: str, version: str, message: str) -> None: ...
+
+
+# type URL -> (version, names that must have been delivered); empty names = any.
+Wanted = dict[str, tuple[str, frozenset[str]]]
 
 
 @dataclass(frozen=True)
@@ -45,8 +51,8 @@ class StreamStatus:
     node_id: str
     node_cluster: str
     subscribed: set[str] = field(default_factory=set)
-    sent: dict[str, str] = field(default_factory=dict)
-    acked: dict[str, str] = field(default_factory=dict)
+    sent: dict[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
+    acked: dict[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
     nacked: dict[str, str] = field(default_factory=dict)
 
 
@@ -78,12 +84,13 @@ class XdsStatus:
     def on_subscribe(self, stream_id: int, type_url: str) -> None:
         self.streams[stream_id].subscribed.add(type_url)
 
-    def on_sent(self, stream_id: int, type_url: str, version: str) -> None:
-        self.streams[stream_id].sent[type_url] = version
+    def on_sent(self, stream_id: int, type_url: str, version: str, names: frozenset[str]) -> None:
+        self.streams[stream_id].sent[type_url] = (version, names)
 
     def on_ack(self, stream_id: int, type_url: str, version: str) -> None:
         status = self.streams[stream_id]
-        status.acked[type_url] = version
+        _, names = status.sent.get(type_url, (version, frozenset()))
+        status.acked[type_url] = (version, names)
         log.debug("node %s ACKed %s version %s", status.node_id, type_url, version)
         self._notify()
 
@@ -100,22 +107,27 @@ class XdsStatus:
         )
         self._notify()
 
-    def _settled(self, wanted: dict[str, str]) -> tuple[bool, list[Nack]]:
+    def _settled(self, wanted: Wanted) -> tuple[bool, list[Nack]]:
         done = True
         rejected: list[Nack] = []
         for status in self.streams.values():
-            for type_url, version in wanted.items():
+            for type_url, (version, names) in wanted.items():
                 if type_url not in status.subscribed:
                     continue
+                acked_version, acked_names = status.acked.get(type_url, ("", frozenset()))
                 if status.nacked.get(type_url) == version:
                     rejected.append(Nack(status.node_id, type_url, version, "", 0.0))
-                elif status.acked.get(type_url) != version:
+                elif acked_version != version or not names <= acked_names:
                     done = False
         return done, rejected
 
-    async def wait_settled(self, wanted: dict[str, str], timeout: float) -> list[Nack]:
-        """Wait until every open stream subscribed to each type has ACKed or NACKed the
-        wanted version (or `timeout` passes). Returns the rejections."""
+    async def wait_settled(self, wanted: Wanted, timeout: float) -> list[Nack]:
+        """Wait until every open stream subscribed to each type has ACKed (holding all
+        the wanted names) or NACKed the wanted version, or `timeout` passes. Returns the
+        rejections.
+
+        Names matter for EDS: a client ACKs a version for the names it asked for, and asks
+        for a new cluster's endpoints only after it has the cluster."""
         deadline = time.monotonic() + timeout
         async with self._changed:
             while True:

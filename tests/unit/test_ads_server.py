@@ -98,7 +98,7 @@ async def test_ack_then_no_resend_of_unchanged(ads) -> None:  # type: ignore[no-
     assert first.version_info == cache.current()[1].version(CLUSTER)  # type: ignore[union-attr]
     await client.send(type_url=CLUSTER, version_info=first.version_info, response_nonce=first.nonce)
     await asyncio.sleep(0.05)
-    assert next(iter(status.streams.values())).acked[CLUSTER] == first.version_info
+    assert next(iter(status.streams.values())).acked[CLUSTER][0] == first.version_info
     # The same content published again is not resent.
     cache.set_snapshot(snapshot(["a"]))
     await client.nothing()
@@ -151,7 +151,7 @@ async def test_stale_nonce_is_ignored(ads) -> None:  # type: ignore[no-untyped-d
     )
     await asyncio.sleep(0.05)
     assert status.nacks == []
-    assert next(iter(status.streams.values())).acked[CLUSTER] == second.version_info
+    assert next(iter(status.streams.values())).acked[CLUSTER][0] == second.version_info
 
 
 async def test_eds_sends_only_requested_names_and_answers_new_names(ads) -> None:  # type: ignore[no-untyped-def]

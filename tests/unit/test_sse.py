@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,7 +33,7 @@ def test_any_split_gives_the_same_events(cuts: list[int]) -> None:
     decoder = SSEDecoder()
     events = []
     bounds = [0, *sorted(cuts), len(STREAM)]
-    for start, end in zip(bounds, bounds[1:], strict=False):
+    for start, end in itertools.pairwise(bounds):
         events += decoder.feed(STREAM[start:end])
     assert events == EXPECTED
     assert decoder.pending == b""

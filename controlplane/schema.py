@@ -1,0 +1,330 @@
+"""JSON Schemas of the public config kinds (weir.dev/v1alpha1): the single source of truth.
+
+The same schemas validate resources read from a directory today and will be turned into the
+OpenAPI v3 schemas of the Kubernetes CRDs later, so they are written as *structural* schemas
+(JSON Schema draft 2020-12 dialect, the subset Kubernetes accepts):
+
+* every node has a `type`; every property has a `description` (used for docs and CRDs);
+* every object either lists its `properties` (and then has `additionalProperties: false`, so our
+  validator rejects unknown fields -- a CRD generator drops that keyword, as Kubernetes prunes
+  unknown fields instead), or is a string map (`additionalProperties: {type: string}`), or is
+  explicitly free-form (`x-kubernetes-preserve-unknown-fields`, only `status`);
+* no `$ref`, `anyOf`, `oneOf`, `allOf` or `not`;
+* `pattern`s use the syntax common to Python `re`, ECMA-262 and RE2 (Go), always anchored.
+
+To add a kind: write its schema here, add it to `KINDS`, then add a converter in
+`controlplane.validate`.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Final
+
+from controlplane.model import API_VERSION
+
+JSONSchema = dict[str, Any]
+
+# --- patterns ---------------------------------------------------------------------------------
+
+NAME_PATTERN: Final = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+"""A DNS-1123 label: lowercase alphanumerics and '-', at most 63 chars (resource names)."""
+
+SLUG_PATTERN: Final = NAME_PATTERN
+"""An Endpoint's project and slug: the same rules as a DNS-1123 label (they appear in URLs)."""
+
+DURATION_PATTERN: Final = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+"""A Go-style duration: one or more number+unit, units ms, s, m, h (e.g. 30s, 500ms, 1m30s)."""
+
+BASE_URL_PATTERN: Final = (
+    r"^https?://"
+    r"([A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"  # host name, IPv4 or [IPv6]
+    r"(:[0-9]{1,5})?"  # optional port
+    r"(/[^\s?#]*)?$"  # optional path; no query, fragment or credentials
+)
+"""An http:// or https:// URL with a host, an optional port and an optional path."""
+
+ENV_VAR_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]*$"
+"""The name of an environment variable."""
+
+MODEL_NAME_PATTERN: Final = r"^\S+$"
+"""A model name as a client or a provider spells it: any non-empty text without whitespace."""
+
+PATTERN_HINTS: Final[dict[str, tuple[str, str]]] = {
+    NAME_PATTERN: (
+        "name",
+        "use at most 63 lowercase letters, digits and '-', starting and ending with a letter "
+        "or digit",
+    ),
+    DURATION_PATTERN: ("duration", "use a number with a unit ms, s, m or h, like 30s or 500ms"),
+    BASE_URL_PATTERN: (
+        "URL",
+        "use http:// or https:// with a host, an optional port and an optional path, "
+        "like https://api.openai.com/v1",
+    ),
+    ENV_VAR_PATTERN: (
+        "environment variable name",
+        "give the name of the variable holding the value, like OPENAI_API_KEY, not the value",
+    ),
+    MODEL_NAME_PATTERN: ("model name", "use non-empty text without spaces"),
+}
+"""(what it is, how to write it) for each pattern: error messages use these, not the regex.
+`SLUG_PATTERN` is `NAME_PATTERN`, so they share one."""
+
+# --- building blocks --------------------------------------------------------------------------
+
+
+def _obj(
+    description: str, properties: dict[str, JSONSchema], required: list[str] | None = None
+) -> JSONSchema:
+    schema: JSONSchema = {
+        "type": "object",
+        "description": description,
+        "properties": properties,
+        "additionalProperties": False,
+    }
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def _str(description: str, pattern: str | None = None, **extra: Any) -> JSONSchema:
+    schema: JSONSchema = {"type": "string", "description": description}
+    if pattern is not None:
+        schema["pattern"] = pattern
+    schema.update(extra)
+    return schema
+
+
+def _string_map(description: str) -> JSONSchema:
+    return {
+        "type": "object",
+        "description": description,
+        "additionalProperties": {"type": "string"},
+    }
+
+
+def _resource(kind: str, description: str, spec: JSONSchema) -> JSONSchema:
+    return _obj(
+        description,
+        {
+            "apiVersion": _str(
+                f"The config API version; must be {API_VERSION}.", const=API_VERSION
+            ),
+            "kind": _str(f"The resource kind; must be {kind}.", const=kind),
+            "metadata": METADATA_SCHEMA,
+            "spec": spec,
+            "status": {
+                "type": "object",
+                "description": "Written by the control plane when running on Kubernetes; "
+                "ignored on input.",
+                "x-kubernetes-preserve-unknown-fields": True,
+            },
+        },
+        required=["apiVersion", "kind", "metadata", "spec"],
+    )
+
+
+METADATA_SCHEMA: Final[JSONSchema] = _obj(
+    "Standard object metadata; only these fields are read.",
+    {
+        "name": _str(
+            "The resource's name, unique among resources of its kind. "
+            "A DNS-1123 label: lowercase letters, digits and '-', at most 63 characters.",
+            NAME_PATTERN,
+            maxLength=63,
+        ),
+        "namespace": _str(
+            "The Kubernetes namespace; informational when read from a directory.",
+            NAME_PATTERN,
+            maxLength=63,
+        ),
+        "labels": _string_map("Arbitrary string key/value labels; not interpreted by Weir."),
+        "annotations": _string_map(
+            "Arbitrary string key/value annotations; not interpreted by Weir."
+        ),
+    },
+    required=["name"],
+)
+
+# --- Backend ----------------------------------------------------------------------------------
+
+PRICING_SCHEMA: Final[JSONSchema] = _obj(
+    "Provider list prices in USD per 1M tokens, used for cost accounting. Missing prices are 0.",
+    {
+        "input": {
+            "type": "number",
+            "minimum": 0,
+            "default": 0,
+            "description": "USD per 1M uncached prompt (input) tokens.",
+        },
+        "cachedInput": {
+            "type": "number",
+            "minimum": 0,
+            "default": 0,
+            "description": "USD per 1M prompt tokens served from the provider's prompt cache.",
+        },
+        "output": {
+            "type": "number",
+            "minimum": 0,
+            "default": 0,
+            "description": "USD per 1M completion (output) tokens.",
+        },
+    },
+)
+
+BACKEND_MODEL_SCHEMA: Final[JSONSchema] = _obj(
+    "A model the backend serves.",
+    {
+        "name": _str(
+            "The model's name as the provider knows it (sent upstream as `model`).",
+            MODEL_NAME_PATTERN,
+            maxLength=256,
+        ),
+        "contextWindow": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "The model's context window in tokens (prompt + completion).",
+        },
+        "maxOutputTokens": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "The most completion tokens the model can produce in one response.",
+        },
+        "tier": _str(
+            "A free-form service tier label for this model.", minLength=1, default="standard"
+        ),
+        "pricing": PRICING_SCHEMA,
+    },
+    required=["name"],
+)
+
+BACKEND_SPEC_SCHEMA: Final[JSONSchema] = _obj(
+    "An upstream OpenAI-compatible provider and the models it serves.",
+    {
+        "baseURL": _str(
+            "The provider's OpenAI-compatible API base URL, e.g. https://api.openai.com/v1; "
+            "request paths such as /chat/completions are appended to it.",
+            BASE_URL_PATTERN,
+            maxLength=2048,
+        ),
+        "apiKey": _obj(
+            "Where the provider API key comes from. Omit for providers that need no key.",
+            {
+                "env": _str(
+                    "The name of the environment variable (of the gateway process) that holds "
+                    "the key.",
+                    ENV_VAR_PATTERN,
+                ),
+            },
+            required=["env"],
+        ),
+        "timeout": _str(
+            "The longest a whole upstream request may take (e.g. 300s, 2m).",
+            DURATION_PATTERN,
+            default="300s",
+        ),
+        "connectTimeout": _str(
+            "The longest connecting to the provider may take (e.g. 5s, 500ms).",
+            DURATION_PATTERN,
+            default="5s",
+        ),
+        "weight": {
+            "type": "integer",
+            "minimum": 1,
+            "default": 1,
+            "description": "Relative share of traffic when several backends serve the same "
+            "model at the same priority.",
+        },
+        "models": {
+            "type": "array",
+            "minItems": 1,
+            "description": "The models this backend serves; names must be unique.",
+            "items": BACKEND_MODEL_SCHEMA,
+        },
+    },
+    required=["baseURL", "models"],
+)
+
+BACKEND_SCHEMA: Final[JSONSchema] = _resource(
+    "Backend", "A Backend: an upstream OpenAI-compatible provider.", BACKEND_SPEC_SCHEMA
+)
+
+# --- Endpoint ---------------------------------------------------------------------------------
+
+MODEL_TARGET_SCHEMA: Final[JSONSchema] = _obj(
+    "One candidate that can serve the model: a backend and the backend's model name.",
+    {
+        "backend": _str("The name of a Backend resource.", NAME_PATTERN, maxLength=63),
+        "model": _str(
+            "A model name listed in that Backend's spec.models.", MODEL_NAME_PATTERN, maxLength=256
+        ),
+    },
+    required=["backend", "model"],
+)
+
+MODEL_ALIAS_SCHEMA: Final[JSONSchema] = _obj(
+    "A model name clients may request, and where requests for it go.",
+    {
+        "name": _str(
+            "The name clients send as `model`; unique within the endpoint.",
+            MODEL_NAME_PATTERN,
+            maxLength=256,
+        ),
+        "targets": {
+            "type": "array",
+            "minItems": 1,
+            "description": "Ordered candidates: the first is the primary, later ones are "
+            "fallbacks tried in order.",
+            "items": MODEL_TARGET_SCHEMA,
+        },
+    },
+    required=["name", "targets"],
+)
+
+ENDPOINT_SPEC_SCHEMA: Final[JSONSchema] = _obj(
+    "An OpenAI-compatible API served at /{project}/{slug}/v1 and the models it offers.",
+    {
+        "project": _str(
+            "The project, the first URL path segment. Lowercase letters, digits and '-'.",
+            SLUG_PATTERN,
+            maxLength=63,
+        ),
+        "slug": _str(
+            "The endpoint's slug within the project, the second URL path segment. "
+            "Lowercase letters, digits and '-'.",
+            SLUG_PATTERN,
+            maxLength=63,
+        ),
+        "models": {
+            "type": "array",
+            "minItems": 1,
+            "description": "The models clients of this endpoint may request; names must be unique.",
+            "items": MODEL_ALIAS_SCHEMA,
+        },
+    },
+    required=["project", "slug", "models"],
+)
+
+ENDPOINT_SCHEMA: Final[JSONSchema] = _resource(
+    "Endpoint",
+    "An Endpoint: an OpenAI-compatible API for one project, mapping model names to backends.",
+    ENDPOINT_SPEC_SCHEMA,
+)
+
+# --- registry ---------------------------------------------------------------------------------
+
+KINDS: Final[dict[str, JSONSchema]] = {
+    "Backend": BACKEND_SCHEMA,
+    "Endpoint": ENDPOINT_SCHEMA,
+}
+"""Every kind this version understands, to the JSON Schema of the whole resource."""
+
+
+def schema_for(kind: str) -> JSONSchema:
+    """A deep copy of the JSON Schema of resource `kind`; KeyError for an unknown kind."""
+    try:
+        return copy.deepcopy(KINDS[kind])
+    except KeyError:
+        known = ", ".join(sorted(KINDS))
+        raise KeyError(f"unknown kind {kind!r} (known kinds: {known})") from None
