@@ -20,9 +20,8 @@ def _logging(verbose: bool = False) -> None:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from controlplane.source_files import load_directory
-
     from controlplane.errors import ConfigInvalid
+    from controlplane.source_files import load_directory
 
     try:
         config = load_directory(Path(args.directory), os.environ)
@@ -83,9 +82,8 @@ def _endpoints_of(config_dir: Path) -> object:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    from controlplane.source_files import load_directory
-
     from controlplane.errors import ConfigInvalid
+    from controlplane.source_files import load_directory
     from weir.supervisor import UpSettings, run_up
 
     config_dir = Path(args.config)

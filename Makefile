@@ -1,0 +1,45 @@
+# Weir: two commands do everything on a fresh machine.
+#   make run   - install into .venv and run the whole stack on the quickstart config
+#   make test  - install into .venv and run lint, type checks and the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+ARGS   ?=
+
+.PHONY: install run test lint typecheck pytest proto bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/weir up --config examples/quickstart $(ARGS)
+
+test: install lint typecheck pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest -p no:cacheprovider -q $(PYTEST_ARGS)
+
+# Regenerate weir/config/v1 from proto/ (the generated code is checked in; a test
+# fails when it is stale).
+proto: install
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. \
+		proto/weir/config/v1/*.proto
+
+bench: install
+	$(BIN)/python bench/run.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .weir .mypy_cache .ruff_cache .pytest_cache
