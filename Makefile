@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: install run test lint typecheck pytest proto bench clean
+.PHONY: install run test lint typecheck pytest proto bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,3 +43,8 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .weir .mypy_cache .ruff_cache .pytest_cache
+
+# Regenerate the config reference in README.md from the schemas (a test fails when stale).
+docs: install
+	$(BIN)/python -c "from pathlib import Path; from controlplane.schema_docs import splice; \
+p = Path('README.md'); p.write_text(splice(p.read_text()))"
