@@ -17,6 +17,7 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
+from envoy.extensions.access_loggers.filters.cel.v3 import cel_pb2  # noqa: F401
 from envoy.extensions.filters.http.ext_proc.v3 import ext_proc_pb2  # noqa: F401
 from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
 from envoy.extensions.filters.network.http_connection_manager.v3 import (  # noqa: F401
@@ -219,6 +220,46 @@ def _extproc_filter(dataplane: DataPlaneSettings) -> dict[str, Any]:
     }
 
 
+# ext_proc's own replies carry details "weir_<code>" and are already OpenAI envelopes.
+_ENVOY_OWN_REPLY = "!response.code_details.startsWith('weir_')"
+
+
+def _local_reply_config() -> dict[str, Any]:
+    """Envoy's own error replies (no healthy upstream, upstream timeout, body over the
+    buffer limit, ext_proc unreachable, ...) in the OpenAI error envelope too."""
+
+    def mapper(condition: str, error_type: str) -> dict[str, Any]:
+        return {
+            "filter": {
+                "extension_filter": {
+                    "name": "envoy.access_loggers.extension_filters.cel",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/"
+                        "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                        "expression": f"{_ENVOY_OWN_REPLY} && {condition}",
+                    },
+                }
+            },
+            "body_format_override": {
+                "json_format": {
+                    "error": {
+                        "message": "%LOCAL_REPLY_BODY%",
+                        "type": error_type,
+                        "param": None,
+                        "code": "%RESPONSE_CODE_DETAILS%",
+                    }
+                }
+            },
+        }
+
+    return {
+        "mappers": [
+            mapper("response.code >= 500", "server_error"),
+            mapper("response.code >= 400 && response.code < 500", "invalid_request_error"),
+        ]
+    }
+
+
 def _listener(dataplane: DataPlaneSettings) -> listener_pb2.Listener:
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network."
@@ -235,6 +276,7 @@ def _listener(dataplane: DataPlaneSettings) -> listener_pb2.Listener:
                 },
             },
         ],
+        "local_reply_config": _local_reply_config(),
         "generate_request_id": True,
         "always_set_request_id_in_response": True,
         "stream_idle_timeout": _seconds(dataplane.stream_idle_timeout_s),

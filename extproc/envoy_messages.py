@@ -38,8 +38,10 @@ def header_mutation(
 
 
 def immediate(
-    status: int, body: bytes, headers: Iterable[tuple[str, bytes]] = (), details: str = ""
+    status: int, body: bytes, details: str, headers: Iterable[tuple[str, bytes]] = ()
 ) -> ext.ProcessingResponse:
+    """An answer from ext_proc itself. `details` (Envoy's response code details) must
+    start with "weir_": Envoy's local-reply mappers leave those replies alone."""
     all_headers = [("content-type", b"application/json"), *headers]
     return ext.ProcessingResponse(
         immediate_response=ext.ImmediateResponse(
@@ -54,7 +56,7 @@ def immediate(
 def error_response(
     error: GatewayError, headers: Iterable[tuple[str, bytes]] = ()
 ) -> ext.ProcessingResponse:
-    return immediate(error.status, error.body(), headers, details=f"weir_{error.code or 'error'}")
+    return immediate(error.status, error.body(), f"weir_{error.code or 'error'}", headers)
 
 
 CONTINUE_REQUEST_HEADERS = ext.ProcessingResponse(request_headers=ext.HeadersResponse())

@@ -86,7 +86,8 @@ class Exchange:
             self.finished = True
             if table is None:
                 return error_response(NotReady("Weir has not received its configuration yet."))
-            return immediate(200, b'{"status":"ok","config":"' + table.revision.encode() + b'"}')
+            body = b'{"status":"ok","config":"' + table.revision.encode() + b'"}'
+            return immediate(200, body, "weir_healthz")
         if table is None:
             raise NotReady("Weir has not received its configuration yet.")
         parts = path.split("/", 4)
@@ -121,12 +122,12 @@ class Exchange:
                 raise MethodNotAllowed(f"Method {method} is not allowed on {path}; use GET.")
             self.finished = True
             if api == "models":
-                return immediate(200, endpoint.models_body)
+                return immediate(200, endpoint.models_body, "weir_models")
             model = api.removeprefix("models/")
             body = endpoint.model_body(model)
             if body is None:
                 raise ModelNotFound(f"The model `{model}` does not exist.", param="model")
-            return immediate(200, body)
+            return immediate(200, body, "weir_model")
         raise UnknownURL(f"Invalid URL ({method} {path})")
 
     def on_request_body(self, message: ext.HttpBody) -> ext.ProcessingResponse:

@@ -109,6 +109,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
         start_mock=not args.no_mock,
         mock_ttft_ms=args.mock_ttft_ms,
         mock_tpot_ms=args.mock_tpot_ms,
+        max_request_bytes=args.max_request_bytes,
+        extproc_message_timeout_ms=args.extproc_message_timeout_ms,
         verbose=args.verbose,
     )
     return asyncio.run(run_up(settings, _endpoints_of(config_dir)))  # type: ignore[arg-type]
@@ -128,6 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--admin-port", type=int, default=0, help="Envoy admin; 0 = free port")
     up.add_argument("--mock-port", type=int, default=0, help="0 = pick a free port")
     up.add_argument("--no-mock", action="store_true", help="do not start the mock LLM")
+    up.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=8 * 1024 * 1024,
+        help="largest request body Envoy buffers; larger gets 413",
+    )
+    up.add_argument(
+        "--extproc-message-timeout-ms",
+        type=int,
+        default=5000,
+        help="how long Envoy waits for each ext_proc reply",
+    )
     up.add_argument("--mock-ttft-ms", type=float, default=0.0)
     up.add_argument("--mock-tpot-ms", type=float, default=0.0)
     up.add_argument("-v", "--verbose", action="store_true", help="echo every part's output")

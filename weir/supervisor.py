@@ -123,6 +123,8 @@ class UpSettings:
     start_mock: bool = True
     mock_ttft_ms: float = 0.0
     mock_tpot_ms: float = 0.0
+    max_request_bytes: int = 8 * 1024 * 1024
+    extproc_message_timeout_ms: int = 5000
     verbose: bool = False
     ready_timeout_s: float = 30.0
 
@@ -240,6 +242,10 @@ class Stack:
                 f"{s.host}:{s.port}",
                 "--extproc-address",
                 f"127.0.0.1:{extproc_port}",
+                "--max-request-bytes",
+                str(s.max_request_bytes),
+                "--extproc-message-timeout-ms",
+                str(s.extproc_message_timeout_ms),
             ],
         )
         await plane.start(True)

@@ -17,10 +17,31 @@ from tests.openapi_schema import validate_openapi
 pytestmark = pytest.mark.integration
 
 
+# A provider nobody listens on (port 9 is discard; nothing serves it here).
+UNREACHABLE = """
+apiVersion: weir.dev/v1alpha1
+kind: Backend
+metadata: {name: unreachable}
+spec:
+  baseURL: http://127.0.0.1:9/v1
+  models: [{name: ghost-model}]
+---
+apiVersion: weir.dev/v1alpha1
+kind: Endpoint
+metadata: {name: unreachable}
+spec:
+  project: demo
+  slug: unreachable
+  models: [{name: ghost, targets: [{backend: unreachable, model: ghost-model}]}]
+"""
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeirUp]:
     root = tmp_path_factory.mktemp("quickstart")
-    with weir_up(copy_quickstart(root / "config"), root / "state") as up:
+    config = copy_quickstart(root / "config")
+    (config / "unreachable.yaml").write_text(UNREACHABLE)
+    with weir_up(config, root / "state", "--max-request-bytes", str(1024 * 1024)) as up:
         yield up
 
 
@@ -213,3 +234,32 @@ def test_a_client_cannot_pick_the_upstream_cluster(stack: WeirUp) -> None:
 def test_state_dir_holds_the_logs(stack: WeirUp) -> None:
     logs = Path(stack.state_dir) / "logs"
     assert {p.name for p in logs.iterdir()} >= {"controlplane.log", "extproc.log", "envoy.log"}
+
+
+def test_envoy_own_errors_are_openai_envelopes_too(stack: WeirUp) -> None:
+    unreachable = openai.OpenAI(
+        base_url=stack.endpoint("demo", "unreachable"), api_key="unused", max_retries=0
+    )
+    with pytest.raises(openai.InternalServerError) as raised:
+        unreachable.chat.completions.create(
+            model="ghost", messages=[{"role": "user", "content": "x"}]
+        )
+    assert raised.value.status_code == 503
+    envelope = raised.value.response.json()
+    validate_openapi(envelope, "ErrorResponse")
+    assert envelope["error"]["type"] == "server_error"
+    assert "upstream connect error" in envelope["error"]["message"]
+
+
+def test_a_body_over_the_limit_is_a_413_envelope(stack: WeirUp) -> None:
+    before = mock_stats(stack)["requests"]
+    huge = "x" * (1024 * 1024 + 1)
+    response = httpx.post(
+        f"{stack.endpoint()}/chat/completions",
+        json={"model": "gpt-4o", "messages": [{"role": "user", "content": huge}]},
+    )
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/json"
+    validate_openapi(response.json(), "ErrorResponse")
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    assert mock_stats(stack)["requests"] == before

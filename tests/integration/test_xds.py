@@ -211,3 +211,12 @@ async def test_serving_continues_while_the_control_plane_is_down_and_resyncs(
     assert parts.envoy.alive() and parts.extproc.alive()
     listing = (await parts.http.get(f"{parts.base}/demo/more/v1/models")).json()
     assert "added-while-down" in [m["id"] for m in listing["data"]]
+
+
+async def test_requests_fail_closed_when_extproc_is_down(parts: Parts) -> None:
+    assert (await parts.chat()).status_code == 200
+    parts.extproc.stop()
+    response = await parts.chat()
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["type"] == "server_error"
