@@ -1,0 +1,20 @@
+"""A mock OpenAI-compatible LLM upstream, for the quickstart, tests and benchmarks.
+
+Routes: ``POST /v1/chat/completions`` (streamed or not, tool calls), ``GET /v1/models``,
+``GET /v1/models/{id}``, ``GET /mock/stats``, ``POST /mock/reset``, ``GET /healthz``.
+
+The default answer is a fixed ~20-token sentence. Per-request headers:
+
+- ``X-Mock-Behavior``: ``echo`` (answer the last user message verbatim), ``tool_call``,
+  ``error-429`` (with ``Retry-After``), ``error-500``, ``hang`` (never answer);
+- ``X-Mock-TTFT-Ms`` / ``X-Mock-TPOT-Ms``: latency overrides in milliseconds.
+
+Every chat response carries ``X-Mock-Received-Model`` and
+``X-Mock-Received-Authorization-Present``. Run it with ``python -m weir.mock_llm --port 8001``.
+"""
+
+from weir.mock_llm.app import create_app
+from weir.mock_llm.server import serve
+from weir.mock_llm.settings import MockSettings
+
+__all__ = ["MockSettings", "create_app", "serve"]

@@ -1,0 +1,74 @@
+"""Per-request behaviour selected by the ``X-Mock-Behavior`` header, and latency overrides."""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+
+from starlette.datastructures import Headers
+
+from weir.mock_llm.errors import APIError
+
+__all__ = [
+    "BEHAVIOR_HEADER",
+    "TPOT_HEADER",
+    "TTFT_HEADER",
+    "Behavior",
+    "latency_override_ms",
+    "parse_behavior",
+]
+
+BEHAVIOR_HEADER = "X-Mock-Behavior"
+TTFT_HEADER = "X-Mock-TTFT-Ms"
+TPOT_HEADER = "X-Mock-TPOT-Ms"
+
+
+class Behavior(StrEnum):
+    DEFAULT = "default"
+    ECHO = "echo"
+    TOOL_CALL = "tool_call"
+    ERROR_429 = "error-429"
+    ERROR_500 = "error-500"
+    HANG = "hang"
+
+
+_BY_NAME = {b.value: b for b in Behavior}
+
+
+def parse_behavior(headers: Headers) -> Behavior:
+    """The behaviour asked for (case-insensitive), ``DEFAULT`` if none; 400 if unknown."""
+    raw = headers.get(BEHAVIOR_HEADER)
+    if raw is None:
+        return Behavior.DEFAULT
+    value = raw.strip().lower()
+    if not value:
+        return Behavior.DEFAULT
+    behavior = _BY_NAME.get(value)
+    if behavior is None:
+        supported = ", ".join(f"'{b.value}'" for b in Behavior if b is not Behavior.DEFAULT)
+        raise APIError(
+            400,
+            f"Invalid value for header '{BEHAVIOR_HEADER}': '{raw}'. "
+            f"Supported values are: {supported}.",
+            code="invalid_mock_behavior",
+        )
+    return behavior
+
+
+def latency_override_ms(headers: Headers, name: str, default: float) -> float:
+    """A latency header (milliseconds, a non-negative float), or ``default`` if absent."""
+    raw = headers.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise APIError(
+            400,
+            f"Invalid value for header '{name}': '{raw}'. Expected a non-negative number of "
+            "milliseconds.",
+            code="invalid_mock_latency",
+        )
+    return value
