@@ -124,10 +124,10 @@ class Exchange:
             if api == "models":
                 return immediate(200, endpoint.models_body, "weir_models")
             model = api.removeprefix("models/")
-            body = endpoint.model_body(model)
-            if body is None:
+            model_body = endpoint.model_body(model)
+            if model_body is None:
                 raise ModelNotFound(f"The model `{model}` does not exist.", param="model")
-            return immediate(200, body, "weir_model")
+            return immediate(200, model_body, "weir_model")
         raise UnknownURL(f"Invalid URL ({method} {path})")
 
     def on_request_body(self, message: ext.HttpBody) -> ext.ProcessingResponse:
