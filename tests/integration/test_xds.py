@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,3 +221,24 @@ async def test_requests_fail_closed_when_extproc_is_down(parts: Parts) -> None:
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/json"
     assert response.json()["error"]["type"] == "server_error"
+
+
+async def test_extproc_sigterm_lets_the_streams_in_flight_finish(parts: Parts) -> None:
+    assert parts.extproc.popen is not None
+    body = {**CHAT, "stream": True}
+    async with parts.http.stream(
+        "POST",
+        f"{parts.base}/demo/chat/v1/chat/completions",
+        json=body,
+        headers={"X-Mock-TPOT-Ms": "50"},
+    ) as response:
+        assert response.status_code == 200
+        chunks = response.aiter_bytes()
+        received = await anext(chunks)
+        parts.extproc.popen.send_signal(signal.SIGTERM)
+        async for chunk in chunks:
+            received += chunk
+    assert received.count(b"data: ") >= 20
+    assert received.rstrip().endswith(b"data: [DONE]")
+    assert await asyncio.to_thread(parts.extproc.popen.wait, 10) == 0
+    assert "ext_proc stopped" in parts.extproc.output
