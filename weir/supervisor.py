@@ -14,7 +14,6 @@ import contextlib
 import ctypes
 import os
 import signal
-import string
 import sys
 import time
 from collections import deque
@@ -26,10 +25,9 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from weir.envoy_launch import envoy_argv, write_bootstrap
 from weir.ports import free_port, port_in_use
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-BOOTSTRAP_TEMPLATE = REPO_ROOT / "envoy" / "bootstrap.yaml"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -40,11 +38,6 @@ class StartupFailed(Exception):
 def _die_with_parent() -> None:
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def envoy_binary() -> str:
-    beside = Path(sys.executable).parent / "envoy"
-    return str(beside) if beside.exists() else "envoy"
 
 
 @dataclass
@@ -280,29 +273,10 @@ class Stack:
         print(f"weir up: ext_proc ready on 127.0.0.1:{extproc_port}", flush=True)
 
         s.state_dir.mkdir(parents=True, exist_ok=True)
-        bootstrap = s.state_dir / "envoy-bootstrap.yaml"
-        bootstrap.write_text(
-            string.Template(BOOTSTRAP_TEMPLATE.read_text()).substitute(
-                NODE_ID="envoy-0",
-                NODE_CLUSTER="weir",
-                ADMIN_PORT=admin_port,
-                XDS_HOST="127.0.0.1",
-                XDS_PORT=xds_port,
-            )
+        bootstrap = write_bootstrap(
+            s.state_dir / "envoy-bootstrap.yaml", "envoy-0", admin_port, xds_port
         )
-        envoy = self._part(
-            "envoy",
-            [
-                envoy_binary(),
-                "-c",
-                str(bootstrap),
-                "--disable-hot-restart",
-                "--log-level",
-                "warning",
-                "--concurrency",
-                "2",
-            ],
-        )
+        envoy = self._part("envoy", envoy_argv(bootstrap, concurrency=2))
         await envoy.start(True)
         await _wait_until(
             envoy,

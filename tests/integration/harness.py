@@ -10,7 +10,6 @@ import contextlib
 import os
 import shutil
 import signal
-import string
 import subprocess
 import sys
 import threading
@@ -21,8 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from weir.envoy_launch import envoy_argv, write_bootstrap
 from weir.ports import free_port
-from weir.supervisor import BOOTSTRAP_TEMPLATE, envoy_binary
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "examples" / "quickstart"
@@ -200,28 +199,6 @@ def weir_up(config_dir: Path, state_dir: Path, *extra: str) -> Iterator[WeirUp]:
 def start_envoy(state_dir: Path, xds_port: int, node_id: str = "envoy-test") -> tuple[Process, int]:
     """A real Envoy whose only static config is the xDS cluster; returns (process, admin port)."""
     admin_port = free_port()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    bootstrap = state_dir / f"{node_id}.yaml"
-    bootstrap.write_text(
-        string.Template(BOOTSTRAP_TEMPLATE.read_text()).substitute(
-            NODE_ID=node_id,
-            NODE_CLUSTER="weir",
-            ADMIN_PORT=admin_port,
-            XDS_HOST="127.0.0.1",
-            XDS_PORT=xds_port,
-        )
-    )
-    process = Process(
-        "envoy",
-        [
-            envoy_binary(),
-            "-c",
-            str(bootstrap),
-            "--disable-hot-restart",
-            "--log-level",
-            "warning",
-            "--concurrency",
-            "1",
-        ],
-    ).start()
+    bootstrap = write_bootstrap(state_dir / f"{node_id}.yaml", node_id, admin_port, xds_port)
+    process = Process("envoy", envoy_argv(bootstrap, concurrency=1)).start()
     return process, admin_port

@@ -65,11 +65,14 @@ def test_a_part_that_dies_is_named_and_weir_up_exits_non_zero(tmp_path: Path) ->
         assert not pid_alive(pid)
 
 
-def test_a_taken_port_is_reported_before_anything_starts(tmp_path: Path) -> None:
+def up_with_a_taken_port(tmp_path: Path, flag: str) -> tuple[int, str]:
+    """Run `weir up` with `flag` set to a port something else listens on."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        ports = {"--port": str(free_port()), flag: str(port)}
+        args = [item for pair in ports.items() for item in pair]
         result = subprocess.run(
             weir_argv(
                 "up",
@@ -77,41 +80,27 @@ def test_a_taken_port_is_reported_before_anything_starts(tmp_path: Path) -> None
                 str(copy_quickstart(tmp_path / "config")),
                 "--state-dir",
                 str(tmp_path / "state"),
-                "--port",
-                str(port),
+                *args,
             ),
             capture_output=True,
             text=True,
             timeout=60,
         )
     assert result.returncode == 1
-    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
-    assert "--port" in result.stderr
+    return port, result.stderr
+
+
+def test_a_taken_port_is_reported_before_anything_starts(tmp_path: Path) -> None:
+    port, stderr = up_with_a_taken_port(tmp_path, "--port")
+    assert f"port {port} on 127.0.0.1 is already in use" in stderr
+    assert "--port" in stderr
+    assert not (tmp_path / "state" / "logs").exists()
 
 
 def test_a_taken_internal_port_names_the_part(tmp_path: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        result = subprocess.run(
-            weir_argv(
-                "up",
-                "--config",
-                str(copy_quickstart(tmp_path / "config")),
-                "--state-dir",
-                str(tmp_path / "state"),
-                "--port",
-                str(free_port()),
-                "--extproc-port",
-                str(port),
-            ),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    assert result.returncode == 1
-    assert f"port {port} for the ext_proc server is already in use" in result.stderr
+    port, stderr = up_with_a_taken_port(tmp_path, "--extproc-port")
+    assert f"port {port} for the ext_proc server is already in use" in stderr
+    assert "--extproc-port" in stderr
 
 
 def test_bad_config_is_reported_with_every_error_and_nothing_starts(tmp_path: Path) -> None:

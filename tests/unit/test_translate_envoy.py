@@ -16,7 +16,7 @@ from controlplane.errors import ConfigInvalid
 from controlplane.model import Backend, BackendModel, ConfigSet, Endpoint, ModelAlias, ModelTarget
 from controlplane.publisher import build_snapshot
 from controlplane.snapshot import CLUSTER, InconsistentSnapshot
-from weir.supervisor import envoy_binary
+from weir.envoy_launch import envoy_binary
 
 CONFIG = ConfigSet(
     backends=(
