@@ -31,6 +31,14 @@ from controlplane.status import XdsStatus
 log = logging.getLogger("weir.controlplane")
 
 HEALTH_SERVICE = "weir.controlplane"
+# Envoy pings its xDS connection every 5 s (bootstrap connection_keepalive). gRPC's
+# default policy answers pings more often than every 5 min with GOAWAY "too_many_pings",
+# which would cut the ADS stream over and over: accept them.
+SERVER_OPTIONS = [
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 1000),
+    ("grpc.http2.max_ping_strikes", 0),
+]
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,7 @@ class ControlPlane:
             await self.apply(result)
 
     async def run(self) -> None:
-        server = grpc.aio.server(options=[("grpc.keepalive_permit_without_calls", 1)])
+        server = grpc.aio.server(options=SERVER_OPTIONS)
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
             AggregatedDiscoveryServer(self.cache, self.status), server
         )

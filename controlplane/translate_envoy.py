@@ -210,9 +210,10 @@ def _extproc_filter(dataplane: DataPlaneSettings) -> dict[str, Any]:
                 "request_trailer_mode": "SKIP",
                 "response_trailer_mode": "SKIP",
             },
+            # Envoy 1.40 honours mode_override only when neither
+            # send_body_without_waiting_for_header_response nor FULL_DUPLEX_STREAMED is
+            # configured: both would save a round trip, but lose the per-response switch.
             "allow_mode_override": True,
-            # The body is sent right behind the headers: one round trip less.
-            "send_body_without_waiting_for_header_response": True,
             "message_timeout": _seconds(dataplane.extproc_message_timeout_ms / 1000),
             # ext_proc rewrites :path and :authority to the chosen backend's.
             "mutation_rules": {"allow_all_routing": True},

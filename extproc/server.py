@@ -54,7 +54,10 @@ class ExtProcServer:
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                # Accept Envoy's HTTP/2 keepalive pings (see controlplane.server).
                 ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 1000),
+                ("grpc.http2.max_ping_strikes", 0),
             ]
         )
         ext_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(self.routes), server)

@@ -127,6 +127,36 @@ def test_streamed_chat_completion_arrives_token_by_token(
     assert content == whole.choices[0].message.content
 
 
+def extproc_messages_sent(stack: WeirUp) -> int:
+    stats = httpx.get(f"http://127.0.0.1:{stack.admin_port}/stats?filter=ext_proc").text
+    for line in stats.splitlines():
+        if line.startswith("http.weir.ext_proc.stream_msgs_sent:"):
+            return int(line.split(":")[1])
+    raise AssertionError(f"no ext_proc stats in:\n{stats}")
+
+
+def test_sse_bodies_pass_through_extproc_streamed_and_json_bodies_skip_it(
+    client: openai.OpenAI, stack: WeirUp
+) -> None:
+    # Envoy's own counters: what it sent ext_proc for one request of each kind.
+    before = extproc_messages_sent(stack)
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    unary = extproc_messages_sent(stack) - before
+    assert unary == 3  # request headers, request body, response headers; no response body
+    before = extproc_messages_sent(stack)
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "x"}],
+            stream=True,
+            extra_headers={"X-Mock-TPOT-Ms": "5"},
+        )
+    )
+    streamed = extproc_messages_sent(stack) - before
+    # The SSE body went to ext_proc chunk by chunk (STREAMED via mode_override).
+    assert streamed >= 3 + len(chunks) // 2, (streamed, len(chunks))
+
+
 def test_stream_response_headers_carry_the_request_id(stack: WeirUp) -> None:
     with httpx.stream(
         "POST",
