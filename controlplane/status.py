@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -62,6 +63,7 @@ class XdsStatus:
     def __init__(self) -> None:
         self.streams: dict[int, StreamStatus] = {}
         self.nacks: list[Nack] = []
+        self.connects: Counter[str] = Counter()  # streams opened, per node id
         self._changed = asyncio.Condition()
 
     def _notify(self) -> None:
@@ -73,6 +75,7 @@ class XdsStatus:
 
     def on_stream_open(self, stream_id: int, node_id: str, node_cluster: str) -> None:
         self.streams[stream_id] = StreamStatus(node_id, node_cluster)
+        self.connects[node_id] += 1
         log.info("xDS stream %d opened by node %s (cluster %s)", stream_id, node_id, node_cluster)
 
     def on_stream_closed(self, stream_id: int) -> None:

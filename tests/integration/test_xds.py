@@ -242,3 +242,12 @@ async def test_extproc_sigterm_lets_the_streams_in_flight_finish(parts: Parts) -
     assert received.rstrip().endswith(b"data: [DONE]")
     assert await asyncio.to_thread(parts.extproc.popen.wait, 10) == 0
     assert "ext_proc stopped" in parts.extproc.output
+
+
+async def test_keepalive_pings_do_not_cut_the_xds_streams(parts: Parts) -> None:
+    # Envoy pings its xDS connection every 5 s; gRPC's default policy would answer the
+    # third ping with GOAWAY "too_many_pings" and Envoy would reconnect over and over.
+    await asyncio.sleep(26)  # the default policy cut it after about 21 s
+    assert parts.plane.status.connects["envoy-test"] == 1
+    assert parts.plane.status.connects["extproc-test"] == 1
+    assert "too_many_pings" not in parts.envoy.output.lower().replace(" ", "_")
