@@ -59,8 +59,6 @@ def error_response(
     return immediate(error.status, error.body(), f"weir_{error.code or 'error'}", headers)
 
 
-CONTINUE_REQUEST_HEADERS = ext.ProcessingResponse(request_headers=ext.HeadersResponse())
-CONTINUE_REQUEST_BODY = ext.ProcessingResponse(request_body=ext.BodyResponse())
 CONTINUE_RESPONSE_HEADERS = ext.ProcessingResponse(response_headers=ext.HeadersResponse())
 CONTINUE_RESPONSE_BODY = ext.ProcessingResponse(response_body=ext.BodyResponse())
 CONTINUE_REQUEST_TRAILERS = ext.ProcessingResponse(request_trailers=ext.TrailersResponse())

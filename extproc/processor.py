@@ -47,13 +47,12 @@ HEALTH_PATH = "/healthz"
 class Exchange:
     """What ext_proc knows about one HTTP request/response."""
 
-    __slots__ = ("endpoint", "finished", "query", "request_id", "routed", "sse", "table")
+    __slots__ = ("endpoint", "finished", "query", "routed", "sse", "table")
 
     def __init__(self, table: RouteTable | None) -> None:
         self.table = table
         self.endpoint: EndpointRoutes | None = None
         self.query = ""
-        self.request_id = b""
         self.routed: chat_completions.RoutedRequest | None = None
         self.sse: SSEDecoder | None = None
         self.finished = False
@@ -80,7 +79,6 @@ class Exchange:
         headers = header_map(message)
         method = headers.get(":method", b"").decode("latin-1")
         path, _, self.query = headers.get(":path", b"/").decode("latin-1").partition("?")
-        self.request_id = headers.get("x-request-id", b"")
         table = self.table
         if path == HEALTH_PATH:
             self.finished = True
