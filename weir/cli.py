@@ -82,6 +82,7 @@ def _endpoints_of(config_dir: Path) -> object:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
+    from controlplane import translate_runtime
     from controlplane.errors import ConfigInvalid
     from controlplane.source_files import load_directory
     from weir.supervisor import UpSettings, run_up
@@ -91,7 +92,9 @@ def _cmd_up(args: argparse.Namespace) -> int:
     # so a placeholder stands in for it).
     environ = {"WEIR_MOCK_LLM_URL": "http://127.0.0.1:1/v1", **os.environ}
     try:
-        load_directory(config_dir, environ)
+        # Loading validates the resources; translating also checks that every provider
+        # key the config names is in the environment.
+        translate_runtime.translate(load_directory(config_dir, environ), environ)
     except ConfigInvalid as error:
         print(f"weir up: the config in {config_dir} is invalid:", file=sys.stderr)
         for item in error.errors:

@@ -155,7 +155,9 @@ def weir_argv(*args: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def weir_up(config_dir: Path, state_dir: Path, *extra: str) -> Iterator[WeirUp]:
+def weir_up(
+    config_dir: Path, state_dir: Path, *extra: str, env: dict[str, str] | None = None
+) -> Iterator[WeirUp]:
     ports = {name: free_port() for name in ("port", "mock", "xds", "extproc", "admin")}
     process = Process(
         "weir up",
@@ -177,7 +179,7 @@ def weir_up(config_dir: Path, state_dir: Path, *extra: str) -> Iterator[WeirUp]:
             str(ports["admin"]),
             *extra,
         ),
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     ).start()
     try:
         process.wait_for_line("Weir is ready.")

@@ -1,0 +1,91 @@
+"""Provider keys: sent upstream in place of the client's key, and never logged."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.integration.harness import copy_quickstart, weir_argv, weir_up
+from weir.ports import free_port
+
+pytestmark = pytest.mark.integration
+
+SECRET = "sk-weir-test-3b1f0c9e7d2a4c55"  # stands in for a real provider key
+CLIENT_KEY = "wk_demo_client-key-never-forwarded"
+
+KEYED_BACKEND = """
+apiVersion: weir.dev/v1alpha1
+kind: Backend
+metadata: {name: keyed}
+spec:
+  baseURL: ${WEIR_MOCK_LLM_URL}
+  apiKey: {env: WEIR_TEST_PROVIDER_KEY}
+  models: [{name: mock-gpt}]
+---
+apiVersion: weir.dev/v1alpha1
+kind: Endpoint
+metadata: {name: keyed}
+spec:
+  project: demo
+  slug: keyed
+  models: [{name: keyed-model, targets: [{backend: keyed, model: mock-gpt}]}]
+"""
+
+
+def test_the_provider_key_goes_upstream_and_never_into_logs(tmp_path: Path) -> None:
+    config = copy_quickstart(tmp_path / "config")
+    (config / "keyed.yaml").write_text(KEYED_BACKEND)
+    state = tmp_path / "state"
+    with weir_up(config, state, "-v", env={"WEIR_TEST_PROVIDER_KEY": SECRET}) as up:
+        keyed = openai.OpenAI(base_url=up.endpoint("demo", "keyed"), api_key=CLIENT_KEY)
+        raw = keyed.chat.completions.with_raw_response.create(
+            model="keyed-model", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert raw.headers["x-mock-received-authorization-present"] == "true"
+        # The mock records what it received: the provider's key, not the client's.
+        received = httpx.get(f"{up.mock_url}/mock/stats").json()["last_request"]
+        assert received["model"] == "mock-gpt"
+        # Without a key on the backend, the client's key is removed, not forwarded.
+        plain = openai.OpenAI(base_url=up.endpoint(), api_key=CLIENT_KEY)
+        raw = plain.chat.completions.with_raw_response.create(
+            model="mock-gpt", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert raw.headers["x-mock-received-authorization-present"] == "false"
+        output = up.process.output
+    logs = "".join(p.read_text() for p in (state / "logs").iterdir())
+    for text in (output, logs):
+        assert SECRET not in text
+        assert CLIENT_KEY not in text
+    assert "runtime config" in logs  # the logs were written, and were searched
+
+
+def test_a_missing_provider_key_is_reported_by_name_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    config = copy_quickstart(tmp_path / "config")
+    (config / "keyed.yaml").write_text(KEYED_BACKEND)
+    environ = {k: v for k, v in os.environ.items() if k != "WEIR_TEST_PROVIDER_KEY"}
+    result = subprocess.run(
+        weir_argv(
+            "up",
+            "--config",
+            str(config),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--port",
+            str(free_port()),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environ,
+    )
+    assert result.returncode == 2
+    assert "keyed.yaml: Backend/keyed: spec.apiKey.env:" in result.stderr
+    assert "WEIR_TEST_PROVIDER_KEY is not set" in result.stderr
+    assert not (tmp_path / "state" / "logs").exists()
