@@ -34,6 +34,7 @@ LISTENER_NAME = "weir-http"
 ROUTE_CONFIG_NAME = "weir-routes"
 EXTPROC_CLUSTER = "weir-extproc"
 CLUSTER_HEADER = "x-weir-cluster"
+ENDPOINT_HEADER = "x-weir-endpoint"
 HEALTH_PATH = "/healthz"
 
 _ADS: dict[str, Any] = {"ads": {}, "resource_api_version": "V3"}
@@ -330,13 +331,13 @@ def _route_configuration(
                 backend = config.backend(target.backend)
                 if backend is not None:
                     timeouts.append(backend.timeout_seconds)
-        routes.append(
-            _forward_route(
-                f"endpoint-{endpoint.name}",
-                f"/{endpoint.project}/{endpoint.slug}/v1/",
-                max(timeouts, default=300.0),
-            )
-        )
+        # Matched after ext_proc routed the request (it clears the route cache), by the
+        # endpoint header it set: the path is the backend's by then.
+        route = _forward_route(f"endpoint-{endpoint.name}", "/", max(timeouts, default=300.0))
+        route["match"]["headers"] = [
+            {"name": ENDPOINT_HEADER, "string_match": {"exact": endpoint.name}}
+        ]
+        routes.append(route)
     # Everything else also passes ext_proc, which answers unknown paths with a 404 envelope.
     routes.append(_forward_route("fallback", "/", 300.0))
     return _parse(
@@ -344,7 +345,7 @@ def _route_configuration(
         {
             "name": ROUTE_CONFIG_NAME,
             "virtual_hosts": [{"name": "weir", "domains": ["*"], "routes": routes}],
-            "request_headers_to_remove": [CLUSTER_HEADER],
+            "request_headers_to_remove": [CLUSTER_HEADER, ENDPOINT_HEADER],
         },
     )
 

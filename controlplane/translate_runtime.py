@@ -7,7 +7,12 @@ from collections.abc import Mapping
 
 from controlplane.errors import ConfigError, ConfigInvalid
 from controlplane.model import ConfigSet
-from controlplane.translate_envoy import CLUSTER_HEADER, backend_cluster_name, parse_upstream
+from controlplane.translate_envoy import (
+    CLUSTER_HEADER,
+    ENDPOINT_HEADER,
+    backend_cluster_name,
+    parse_upstream,
+)
 from weir.config.v1 import runtime_pb2
 
 RUNTIME_RESOURCE_NAME = "runtime"
@@ -16,7 +21,9 @@ RUNTIME_RESOURCE_NAME = "runtime"
 def translate(config: ConfigSet, environ: Mapping[str, str]) -> runtime_pb2.RuntimeConfig:
     """Raises ConfigInvalid when a referenced credential is missing from `environ`."""
     errors: list[ConfigError] = []
-    runtime = runtime_pb2.RuntimeConfig(cluster_header=CLUSTER_HEADER)
+    runtime = runtime_pb2.RuntimeConfig(
+        cluster_header=CLUSTER_HEADER, endpoint_header=ENDPOINT_HEADER
+    )
     for backend in config.backends:
         upstream = parse_upstream(backend.base_url)
         api_key = ""

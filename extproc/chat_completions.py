@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from extproc.errors import InvalidRequest, ModelNotFound
-from extproc.routes import EndpointRoutes, Target
+from extproc.routes import EndpointRoutes, RouteTable, Target
 
 API_PATH = "chat/completions"
 
@@ -45,7 +45,7 @@ def parse_body(raw: bytes) -> dict[str, Any]:
 def route(
     endpoint: EndpointRoutes,
     raw_body: bytes,
-    cluster_header: str,
+    table: RouteTable,
     query: str,
 ) -> RoutedRequest:
     body = parse_body(raw_body)
@@ -66,7 +66,8 @@ def route(
     if query:
         path = f"{path}?{query}"
     headers = [
-        (cluster_header, target.cluster.encode()),
+        (table.cluster_header, target.cluster.encode()),
+        (table.endpoint_header, endpoint.name.encode()),
         (":path", path.encode()),
         (":authority", target.authority.encode()),
     ]

@@ -110,7 +110,11 @@ class Exchange:
                 request_headers=ext.HeadersResponse(
                     response=ext.CommonResponse(
                         header_mutation=header_mutation(
-                            remove=("authorization", table.cluster_header)
+                            remove=(
+                                "authorization",
+                                table.cluster_header,
+                                table.endpoint_header,
+                            )
                         )
                     )
                 )
@@ -133,9 +137,7 @@ class Exchange:
             # Only reachable if Envoy sent a body for a request we did not route:
             # never let it through unchecked.
             raise UnknownURL("Invalid URL")
-        routed = chat_completions.route(
-            self.endpoint, message.body, self.table.cluster_header, self.query
-        )
+        routed = chat_completions.route(self.endpoint, message.body, self.table, self.query)
         self.routed = routed
         common = ext.CommonResponse(
             header_mutation=header_mutation(routed.headers), clear_route_cache=True

@@ -52,6 +52,7 @@ def _model_object(name: str) -> dict[str, Any]:
 class RouteTable:
     revision: str
     cluster_header: str
+    endpoint_header: str
     endpoints: MappingProxyType[tuple[str, str], EndpointRoutes]
 
     def endpoint(self, project: str, slug: str) -> EndpointRoutes | None:
@@ -59,8 +60,8 @@ class RouteTable:
 
     @classmethod
     def compile(cls, config: runtime_pb2.RuntimeConfig) -> RouteTable:
-        if not config.cluster_header:
-            raise RuntimeConfigInvalid("cluster_header is empty")
+        if not config.cluster_header or not config.endpoint_header:
+            raise RuntimeConfigInvalid("cluster_header or endpoint_header is empty")
         backends: dict[str, runtime_pb2.Backend] = {}
         for backend in config.backends:
             if not backend.name or not backend.cluster:
@@ -110,7 +111,12 @@ class RouteTable:
                 MappingProxyType(models),
                 orjson.dumps(listing),
             )
-        return cls(config.revision, config.cluster_header, MappingProxyType(endpoints))
+        return cls(
+            config.revision,
+            config.cluster_header,
+            config.endpoint_header,
+            MappingProxyType(endpoints),
+        )
 
 
 class RouteTableHolder:

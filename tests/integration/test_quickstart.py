@@ -33,6 +33,22 @@ spec:
   project: demo
   slug: unreachable
   models: [{name: ghost, targets: [{backend: unreachable, model: ghost-model}]}]
+---
+apiVersion: weir.dev/v1alpha1
+kind: Backend
+metadata: {name: impatient}
+spec:
+  baseURL: ${WEIR_MOCK_LLM_URL}
+  timeout: 1s
+  models: [{name: mock-gpt}]
+---
+apiVersion: weir.dev/v1alpha1
+kind: Endpoint
+metadata: {name: impatient}
+spec:
+  project: demo
+  slug: impatient
+  models: [{name: mock-gpt, targets: [{backend: impatient, model: mock-gpt}]}]
 """
 
 
@@ -252,13 +268,20 @@ def test_upstream_errors_reach_the_client_as_the_sdk_expects(client: openai.Open
         )
 
 
-def test_a_client_cannot_pick_the_upstream_cluster(stack: WeirUp) -> None:
-    # x-weir-cluster is ext_proc's to set; a client's value is dropped, not obeyed.
-    response = httpx.get(
+def test_a_client_cannot_pick_the_upstream_cluster_or_route(stack: WeirUp) -> None:
+    # x-weir-cluster and x-weir-endpoint are ext_proc's to set; a client's are replaced.
+    response = httpx.post(
+        f"{stack.endpoint()}/chat/completions",
+        json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]},
+        headers={"x-weir-cluster": "backend-unreachable", "x-weir-endpoint": "unreachable"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == "mock-gpt"
+    unknown = httpx.get(
         f"{stack.endpoint()}/nothing-here", headers={"x-weir-cluster": "backend-mock"}
     )
-    assert response.status_code == 404
-    assert response.json()["error"]["code"] == "unknown_url"
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "unknown_url"
 
 
 def test_state_dir_holds_the_logs(stack: WeirUp) -> None:
@@ -293,3 +316,17 @@ def test_a_body_over_the_limit_is_a_413_envelope(stack: WeirUp) -> None:
     validate_openapi(response.json(), "ErrorResponse")
     assert response.json()["error"]["type"] == "invalid_request_error"
     assert mock_stats(stack)["requests"] == before
+
+
+def test_a_provider_that_hangs_times_out_with_a_504_envelope(stack: WeirUp) -> None:
+    started = time.monotonic()
+    response = httpx.post(
+        f"{stack.endpoint('demo', 'impatient')}/chat/completions",
+        json={"model": "mock-gpt", "messages": [{"role": "user", "content": "x"}]},
+        headers={"X-Mock-Behavior": "hang"},
+        timeout=30,
+    )
+    assert response.status_code == 504
+    assert time.monotonic() - started < 10  # the Backend's 1 s timeout, not the client's
+    validate_openapi(response.json(), "ErrorResponse")
+    assert response.json()["error"]["type"] == "server_error"

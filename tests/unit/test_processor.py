@@ -20,6 +20,7 @@ def runtime(api_key: str = "") -> runtime_pb2.RuntimeConfig:
     return runtime_pb2.RuntimeConfig(
         revision="rev1",
         cluster_header="x-weir-cluster",
+        endpoint_header="x-weir-endpoint",
         backends=[
             runtime_pb2.Backend(
                 name="mock",
@@ -92,12 +93,13 @@ def test_chat_completion_is_routed_and_model_rewritten() -> None:
         headers("POST", "/demo/chat/v1/chat/completions?x=1", authorization="Bearer client-key")
     )
     removed = first.request_headers.response.header_mutation.remove_headers
-    assert "authorization" in removed and "x-weir-cluster" in removed
+    assert {"authorization", "x-weir-cluster", "x-weir-endpoint"} <= set(removed)
     second = exchange.handle(body({"model": "gpt-4o-mini", "messages": [], "stream": True}))
     common = second.request_body.response
     assert common.clear_route_cache
     mutated = set_headers(common)
     assert mutated["x-weir-cluster"] == b"backend-mock"
+    assert mutated["x-weir-endpoint"] == b"demo-chat"
     assert mutated[":path"] == b"/v1/chat/completions?x=1"
     assert mutated[":authority"] == b"127.0.0.1:9100"
     assert "authorization" not in mutated  # this backend takes no key

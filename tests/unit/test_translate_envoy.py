@@ -95,7 +95,10 @@ def test_routes_use_the_cluster_header_and_the_backend_timeout() -> None:
     routes = as_dict(translate_envoy.translate(CONFIG, DATAPLANE).routes[0])
     by_name = {r["name"]: r for r in routes["virtual_hosts"][0]["routes"]}
     demo = by_name["endpoint-demo-chat"]
-    assert demo["match"] == {"prefix": "/demo/chat/v1/"}
+    # Matched by the endpoint ext_proc chose, not the path (ext_proc rewrites it).
+    assert demo["match"]["headers"] == [
+        {"name": "x-weir-endpoint", "string_match": {"exact": "demo-chat"}}
+    ]
     assert demo["route"]["cluster_header"] == translate_envoy.CLUSTER_HEADER
     assert demo["route"]["timeout"] == "42s"
     assert by_name["healthz"]["match"] == {"path": "/healthz"}
