@@ -72,9 +72,14 @@ class _Stream:
             state.subscribed = True
             self.callbacks.on_subscribe(self.stream_id, type_url)
             if request.version_info:
-                # A reconnecting client already holds this version: do not resend it.
+                # A reconnecting client already holds this version: do not resend it, and
+                # count it as delivered and accepted (what the publisher waits for).
                 state.sent_version = request.version_info
                 state.sent_names = frozenset(request.resource_names)
+                self.callbacks.on_sent(
+                    self.stream_id, type_url, request.version_info, state.sent_names
+                )
+                self.callbacks.on_ack(self.stream_id, type_url, request.version_info)
         if type_url not in WILDCARD_TYPES:
             state.names = frozenset(n for n in request.resource_names if n != "*")
         return type_url

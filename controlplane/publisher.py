@@ -4,7 +4,7 @@ A change is pushed in three steps, each waiting for the clients to confirm:
   1. Envoy: new clusters/endpoints/listeners/routes, keeping clusters the new config drops;
   2. ext_proc: the new runtime config (it may now route to the new clusters);
   3. Envoy: the dropped clusters are removed.
-A NACK at step 1 or 2 restores the last good snapshot and is reported; a config that
+A NACK at step 1 or 2 restores the last good snapshot (all of it) and is reported; a config that
 fails translation or the consistency check is reported and never published.
 """
 
@@ -140,7 +140,7 @@ class Publisher:
         step2 = build_snapshot(generated.envoy, generated.runtime, keep_from=good)
         nacks = await self._push(step2, (RUNTIME,))
         if nacks:
-            self._cache.set_snapshot(step1)
+            self._cache.set_snapshot(good)
             raise UpdateRejected(nacks)
         # 3. Drop what nothing routes to any more.
         if step2.version(CLUSTER) != target.version(CLUSTER):

@@ -63,6 +63,7 @@ class ControlPlane:
         self.accepted: ConfigSet | None = None
         self._stopping = asyncio.Event()
         self.bound_port = 0
+        self.failed = False
 
     async def apply(self, result: ConfigSet | ConfigInvalid) -> None:
         """Publish a load result, or report why it keeps the last good config."""
@@ -76,6 +77,10 @@ class ControlPlane:
         except WeirControlPlaneError as error:
             self._report(error)
             return
+        except Exception as error:  # a bug or an unforeseen input: keep the last good config
+            log.exception("config could not be translated; the last good config keeps serving")
+            self.last_error = repr(error)
+            return
         self.accepted = result
         self.last_error = None
         await self.health.set(HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING)
@@ -87,8 +92,15 @@ class ControlPlane:
         log.error("config rejected (%s):\n%s", kept, error)
 
     async def _consume(self, results: AsyncIterator[ConfigSet | ConfigInvalid]) -> None:
-        async for result in results:
-            await self.apply(result)
+        try:
+            async for result in results:
+                await self.apply(result)
+        except Exception:
+            # Without its source the control plane would serve a frozen config silently:
+            # stop, so that the supervisor (or Kubernetes) sees it and restarts it.
+            log.exception("the config source failed; stopping")
+            self.failed = True
+            self.stop()
 
     async def run(self) -> None:
         server = grpc.aio.server(options=SERVER_OPTIONS)
@@ -125,3 +137,5 @@ async def serve(settings: ControlPlaneSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, plane.stop)
     await plane.run()
+    if plane.failed:
+        raise SystemExit(1)

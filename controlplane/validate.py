@@ -70,10 +70,16 @@ def format_path(path: Iterable[str | int]) -> str:
     return out
 
 
+# Envoy takes durations in milliseconds at best, and a timeout beyond a day is a mistake.
+MIN_DURATION_S: Final = 0.001
+MAX_DURATION_S: Final = 24 * 3600.0
+
+
 def parse_duration(text: str) -> float:
     """A Go-style duration ("30s", "500ms", "2m", "1h", "1m30s", "1.5s") -> seconds.
 
-    Raises ValueError for anything else, including a zero duration.
+    Raises ValueError for anything else, including a zero duration, one under 1ms and one
+    over 24h.
     """
     if not isinstance(text, str) or not text:
         raise ValueError(f"{text!r} is not a duration")
@@ -91,6 +97,10 @@ def parse_duration(text: str) -> float:
         )
     if seconds <= 0:
         raise ValueError(f"{text!r}: the duration must be greater than zero")
+    if seconds < MIN_DURATION_S:
+        raise ValueError(f"{text!r}: the duration must be at least 1ms")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"{text!r}: the duration must be at most 24h")
     return seconds
 
 

@@ -179,7 +179,10 @@ async def test_update_envoy_nacks_is_reported_and_last_good_keeps_serving(parts:
 async def test_update_extproc_nacks_is_reported_and_last_good_keeps_serving(
     parts: Parts,
 ) -> None:
+    good = parts.plane.cache.snapshot
     bad = _current(parts)
+    # The update changes Envoy's side too, which Envoy accepts before ext_proc rejects.
+    bad.envoy.routes[0].virtual_hosts[0].routes[1].route.timeout.seconds = 7
     bad.runtime.endpoints[0].models[0].targets[0].backend = "ghost"
     bad.runtime.endpoints[0].models.add(name="only-in-bad-update").targets.add(
         backend="mock", model="mock-gpt"
@@ -190,6 +193,8 @@ async def test_update_extproc_nacks_is_reported_and_last_good_keeps_serving(
     nacks = [n for n in parts.plane.status.nacks if n.node_id == "extproc-test"]
     assert [n.type_url for n in nacks] == [RUNTIME]
     assert "unknown backend 'ghost'" in nacks[0].message
+    # All of the last good config is back, Envoy's side included.
+    assert parts.plane.cache.snapshot == good
     assert (await parts.chat()).status_code == 200
     assert (await parts.chat("only-in-bad-update")).status_code == 404
     await asyncio.sleep(0.3)
@@ -212,6 +217,14 @@ async def test_serving_continues_while_the_control_plane_is_down_and_resyncs(
     assert parts.envoy.alive() and parts.extproc.alive()
     listing = (await parts.http.get(f"{parts.base}/demo/more/v1/models")).json()
     assert "added-while-down" in [m["id"] for m in listing["data"]]
+    # After the restart, edits still apply within a second (the clients' resumed
+    # versions count as accepted, so no push waits for a confirmation that never comes).
+    (parts.config_dir / "more.yaml").write_text(
+        MORE_CONFIG.replace("added-while-down", "renamed-after-restart")
+    )
+    started = asyncio.get_running_loop().time()
+    await parts.eventually("renamed-after-restart", 200, slug="more", timeout=1.0)
+    assert asyncio.get_running_loop().time() - started <= 1.0
 
 
 async def test_requests_fail_closed_when_extproc_is_down(parts: Parts) -> None:
