@@ -24,7 +24,7 @@ class RoutedRequest:
     model: str  # the name the client asked for
     stream: bool
     headers: list[tuple[str, bytes]]
-    body: bytes | None  # None: forward the client's body unchanged
+    body: bytes  # what goes upstream: exactly the request that was checked
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -73,9 +73,9 @@ def route(
     ]
     if target.authorization:
         headers.append(("authorization", target.authorization))
-    new_body = None
-    if target.model != model:
-        body["model"] = target.model
-        new_body = orjson.dumps(body)
-        headers.append(("content-length", str(len(new_body)).encode()))
-    return RoutedRequest(target, model, body.get("stream") is True, headers, new_body)
+    # Always re-serialized, never the client's bytes: a body with duplicate keys would
+    # otherwise reach a provider whose parser keeps another `model` than the one checked.
+    body["model"] = target.model
+    upstream_body = orjson.dumps(body)
+    headers.append(("content-length", str(len(upstream_body)).encode()))
+    return RoutedRequest(target, model, body.get("stream") is True, headers, upstream_body)

@@ -36,7 +36,7 @@ from extproc.errors import (
     NotReady,
     UnknownURL,
 )
-from extproc.routes import EndpointRoutes, RouteTable, RouteTableHolder
+from extproc.routes import EndpointRoutes, RouteTableHolder
 from extproc.sse import SSEDecoder
 
 log = logging.getLogger("weir.extproc")
@@ -47,10 +47,11 @@ HEALTH_PATH = "/healthz"
 class Exchange:
     """What ext_proc knows about one HTTP request/response."""
 
-    __slots__ = ("endpoint", "finished", "query", "routed", "sse", "table")
+    __slots__ = ("endpoint", "finished", "query", "routed", "routes", "sse", "table")
 
-    def __init__(self, table: RouteTable | None) -> None:
-        self.table = table
+    def __init__(self, routes: RouteTableHolder) -> None:
+        self.routes = routes
+        self.table = routes.table
         self.endpoint: EndpointRoutes | None = None
         self.query = ""
         self.routed: chat_completions.RoutedRequest | None = None
@@ -133,17 +134,25 @@ class Exchange:
         raise UnknownURL(f"Invalid URL ({method} {path})")
 
     def on_request_body(self, message: ext.HttpBody) -> ext.ProcessingResponse:
-        if self.endpoint is None or self.table is None:
+        if self.endpoint is None:
             # Only reachable if Envoy sent a body for a request we did not route:
             # never let it through unchecked.
             raise UnknownURL("Invalid URL")
-        routed = chat_completions.route(self.endpoint, message.body, self.table, self.query)
+        # The config may have changed while the body was uploading: route with the one in
+        # force now (the clusters of the one at the headers may be gone from Envoy).
+        table = self.routes.table
+        assert table is not None
+        endpoint = table.endpoint(self.endpoint.project, self.endpoint.slug)
+        if endpoint is None:
+            raise EndpointNotFound(
+                f"The endpoint /{self.endpoint.project}/{self.endpoint.slug}/v1 was just removed."
+            )
+        routed = chat_completions.route(endpoint, message.body, table, self.query)
         self.routed = routed
         common = ext.CommonResponse(
             header_mutation=header_mutation(routed.headers), clear_route_cache=True
         )
-        if routed.body is not None:
-            common.body_mutation.body = routed.body
+        common.body_mutation.body = routed.body
         return ext.ProcessingResponse(request_body=ext.BodyResponse(response=common))
 
     def on_response_headers(self, message: ext.HttpHeaders) -> ext.ProcessingResponse:
@@ -175,7 +184,7 @@ class ExternalProcessor(ext_grpc.ExternalProcessorServicer):  # type: ignore[mis
         request_iterator: AsyncIterator[ext.ProcessingRequest],
         context: grpc.aio.ServicerContext[ext.ProcessingRequest, ext.ProcessingResponse],
     ) -> AsyncIterator[ext.ProcessingResponse]:
-        exchange = Exchange(self._routes.table)
+        exchange = Exchange(self._routes)
         async for message in request_iterator:
             yield exchange.handle(message)
             if exchange.finished:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -47,7 +48,9 @@ def test_the_provider_key_goes_upstream_and_never_into_logs(tmp_path: Path) -> N
             model="keyed-model", messages=[{"role": "user", "content": "hi"}]
         )
         assert raw.headers["x-mock-received-authorization-present"] == "true"
-        # The mock records what it received: the provider's key, not the client's.
+        # Exactly the provider's key arrived, not the client's (the mock sends a hash).
+        expected = hashlib.sha256(f"Bearer {SECRET}".encode()).hexdigest()
+        assert raw.headers["x-mock-received-authorization-sha256"] == expected
         received = httpx.get(f"{up.mock_url}/mock/stats").json()["last_request"]
         assert received["model"] == "mock-gpt"
         # Without a key on the backend, the client's key is removed, not forwarded.

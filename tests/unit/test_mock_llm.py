@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
@@ -679,11 +680,14 @@ async def test_received_headers(client: httpx.AsyncClient) -> None:
     r = await client.post(CHAT, json=body, headers={"Authorization": "Bearer sk-secret"})
     assert r.headers["x-mock-received-model"] == "gpt-4o-mini"
     assert r.headers["x-mock-received-authorization-present"] == "true"
+    expected = hashlib.sha256(b"Bearer sk-secret").hexdigest()
+    assert r.headers["x-mock-received-authorization-sha256"] == expected
     assert all("sk-secret" not in v for v in r.headers.values())
 
     r = await client.post(CHAT, json=body | {"stream": True})
     assert r.headers["x-mock-received-model"] == "gpt-4o-mini"
     assert r.headers["x-mock-received-authorization-present"] == "false"
+    assert "x-mock-received-authorization-sha256" not in r.headers
 
     r = await client.post(CHAT, json={"model": "modèle\r\nX-Evil: 1", "messages": USER_HI})
     assert r.status_code == 200

@@ -11,7 +11,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ext
 
 from extproc.envoy_messages import ProcessingMode
 from extproc.processor import Exchange
-from extproc.routes import RouteTable, RuntimeConfigInvalid
+from extproc.routes import RouteTable, RouteTableHolder, RuntimeConfigInvalid
 from tests.openapi_schema import validate_openapi
 from weir.config.v1 import runtime_pb2
 
@@ -54,6 +54,12 @@ def runtime(api_key: str = "") -> runtime_pb2.RuntimeConfig:
 TABLE = RouteTable.compile(runtime())
 
 
+def exchange_for(table: RouteTable | None) -> Exchange:
+    holder = RouteTableHolder()
+    holder.table = table
+    return Exchange(holder)
+
+
 def headers(
     method: str, path: str, end_of_stream: bool = False, **extra: str
 ) -> ext.ProcessingRequest:
@@ -88,7 +94,7 @@ def set_headers(common: ext.CommonResponse) -> dict[str, bytes]:
 
 
 def test_chat_completion_is_routed_and_model_rewritten() -> None:
-    exchange = Exchange(TABLE)
+    exchange = exchange_for(TABLE)
     first = exchange.handle(
         headers("POST", "/demo/chat/v1/chat/completions?x=1", authorization="Bearer client-key")
     )
@@ -109,14 +115,30 @@ def test_chat_completion_is_routed_and_model_rewritten() -> None:
     assert exchange.routed is not None and exchange.routed.stream
 
 
-def test_same_model_name_leaves_the_body_alone_and_sets_the_backend_key() -> None:
-    exchange = Exchange(RouteTable.compile(runtime(api_key="sk-upstream")))
+def test_the_checked_request_is_what_goes_upstream_with_the_backend_key() -> None:
+    exchange = exchange_for(RouteTable.compile(runtime(api_key="sk-upstream")))
     exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
-    common = exchange.handle(body({"model": "mock-gpt", "messages": []})).request_body.response
-    assert not common.HasField("body_mutation")
+    # Duplicate keys: the parser keeps the last `model`; a provider might keep the first.
+    raw = b'{"model": "not-offered", "model": "mock-gpt", "messages": []}'
+    common = exchange.handle(body(raw)).request_body.response
+    sent = common.body_mutation.body
+    assert sent.count(b'"model"') == 1
+    assert orjson.loads(sent) == {"model": "mock-gpt", "messages": []}
     mutated = set_headers(common)
-    assert "content-length" not in mutated
+    assert mutated["content-length"] == str(len(sent)).encode()
     assert mutated["authorization"] == b"Bearer sk-upstream"
+
+
+def test_the_body_is_routed_with_the_config_in_force_when_it_arrives() -> None:
+    holder = RouteTableHolder()
+    holder.table = TABLE
+    exchange = Exchange(holder)
+    exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
+    moved = runtime()
+    moved.backends[0].cluster = "backend-new"
+    holder.table = RouteTable.compile(moved)  # the config changed during the upload
+    common = exchange.handle(body({"model": "mock-gpt", "messages": []})).request_body.response
+    assert set_headers(common)["x-weir-cluster"] == b"backend-new"
 
 
 @pytest.mark.parametrize(
@@ -130,7 +152,7 @@ def test_same_model_name_leaves_the_body_alone_and_sets_the_backend_key() -> Non
     ],
 )
 def test_unknown_paths_get_openai_envelopes(method: str, path: str, status: int, code: str) -> None:
-    got_status, envelope = immediate_json(Exchange(TABLE).handle(headers(method, path)))
+    got_status, envelope = immediate_json(exchange_for(TABLE).handle(headers(method, path)))
     assert got_status == status
     assert envelope["error"]["code"] == code
     validate_openapi(envelope, "ErrorResponse")
@@ -146,7 +168,7 @@ def test_unknown_paths_get_openai_envelopes(method: str, path: str, status: int,
     ],
 )
 def test_bad_bodies_get_400(payload: Any, param: str | None, code: str | None) -> None:
-    exchange = Exchange(TABLE)
+    exchange = exchange_for(TABLE)
     exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
     status, envelope = immediate_json(exchange.handle(body(payload)))
     assert status == 400
@@ -158,7 +180,7 @@ def test_bad_bodies_get_400(payload: Any, param: str | None, code: str | None) -
 
 
 def test_unknown_model_is_404_model_not_found() -> None:
-    exchange = Exchange(TABLE)
+    exchange = exchange_for(TABLE)
     exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
     status, envelope = immediate_json(exchange.handle(body({"model": "gpt-5", "messages": []})))
     assert status == 404
@@ -168,27 +190,27 @@ def test_unknown_model_is_404_model_not_found() -> None:
 
 def test_models_are_listed_without_the_upstream() -> None:
     status, listing = immediate_json(
-        Exchange(TABLE).handle(headers("GET", "/demo/chat/v1/models", True))
+        exchange_for(TABLE).handle(headers("GET", "/demo/chat/v1/models", True))
     )
     assert status == 200
     assert [m["id"] for m in listing["data"]] == ["gpt-4o-mini", "mock-gpt"]
     validate_openapi(listing, "ListModelsResponse")
     status, model = immediate_json(
-        Exchange(TABLE).handle(headers("GET", "/demo/chat/v1/models/mock-gpt", True))
+        exchange_for(TABLE).handle(headers("GET", "/demo/chat/v1/models/mock-gpt", True))
     )
     assert (status, model["id"]) == (200, "mock-gpt")
     validate_openapi(model, "Model")
 
 
 def test_healthz_needs_a_config() -> None:
-    assert immediate_json(Exchange(None).handle(headers("GET", "/healthz", True)))[0] == 503
-    status, payload = immediate_json(Exchange(TABLE).handle(headers("GET", "/healthz", True)))
+    assert immediate_json(exchange_for(None).handle(headers("GET", "/healthz", True)))[0] == 503
+    status, payload = immediate_json(exchange_for(TABLE).handle(headers("GET", "/healthz", True)))
     assert (status, payload["config"]) == (200, "rev1")
 
 
 def test_without_config_requests_are_refused_not_forwarded() -> None:
     status, envelope = immediate_json(
-        Exchange(None).handle(headers("POST", "/demo/chat/v1/chat/completions"))
+        exchange_for(None).handle(headers("POST", "/demo/chat/v1/chat/completions"))
     )
     assert status == 503
     assert envelope["error"]["code"] == "gateway_not_ready"
@@ -207,14 +229,14 @@ def test_sse_responses_switch_to_streamed_mode_and_json_does_not() -> None:
             )
         )
 
-    streamed = Exchange(TABLE).handle(response_headers("text/event-stream; charset=utf-8"))
+    streamed = exchange_for(TABLE).handle(response_headers("text/event-stream; charset=utf-8"))
     assert streamed.HasField("mode_override")
     mode = streamed.mode_override
     assert mode.response_body_mode == ProcessingMode.STREAMED
     # Applied literally by Envoy, so it must be complete.
     assert mode.request_header_mode == ProcessingMode.SEND
     assert mode.response_header_mode == ProcessingMode.SEND
-    plain = Exchange(TABLE).handle(response_headers("application/json"))
+    plain = exchange_for(TABLE).handle(response_headers("application/json"))
     assert not plain.HasField("mode_override")
 
 

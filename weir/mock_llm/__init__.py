@@ -10,7 +10,8 @@ The default answer is a fixed ~20-token sentence. Per-request headers:
 - ``X-Mock-TTFT-Ms`` / ``X-Mock-TPOT-Ms``: latency overrides in milliseconds.
 
 Every chat response carries ``X-Mock-Received-Model`` and
-``X-Mock-Received-Authorization-Present``. Run it with ``python -m weir.mock_llm --port 8001``.
+``X-Mock-Received-Authorization-Present`` (and ``X-Mock-Received-Authorization-SHA256``, a
+hash, never the key). Run it with ``weir mock-llm --port 8001``.
 """
 
 from weir.mock_llm.app import create_app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import string
 from collections.abc import Mapping
 from typing import Any
@@ -42,6 +43,9 @@ MODEL_CREATED = 1_700_000_000
 OWNED_BY = "weir-mock"
 RECEIVED_MODEL_HEADER = "X-Mock-Received-Model"
 RECEIVED_AUTH_HEADER = "X-Mock-Received-Authorization-Present"
+# SHA-256 (hex) of the received Authorization header, so tests can tell which key arrived
+# without the key itself ever being echoed.
+RECEIVED_AUTH_HASH_HEADER = "X-Mock-Received-Authorization-SHA256"
 
 _HEADER_SAFE = string.punctuation.replace("%", "") + " "
 
@@ -180,6 +184,10 @@ def create_app(settings: MockSettings | None = None) -> Starlette:
             RECEIVED_MODEL_HEADER: _header_value(model) if isinstance(model, str) else "",
             RECEIVED_AUTH_HEADER: "true" if "authorization" in request.headers else "false",
         }
+        if "authorization" in request.headers:
+            headers[RECEIVED_AUTH_HASH_HEADER] = hashlib.sha256(
+                request.headers["authorization"].encode()
+            ).hexdigest()
         try:
             try:
                 behavior = parse_behavior(request.headers)
