@@ -28,7 +28,10 @@ class SSEDecoder:
         buffer = self._tail + chunk if self._tail else chunk
         events: list[Event] = []
         start = 0
-        for match in _EVENT_END.finditer(buffer):
+        # The tail held no event end, so only its last 3 bytes (a split "\r\n\r\n") need
+        # scanning again: the work stays linear in the stream, however long an event.
+        scan_from = max(0, len(self._tail) - 3)
+        for match in _EVENT_END.finditer(buffer, scan_from):
             event = _parse_event(buffer[start : match.start()])
             if event is not None:
                 events.append(event)

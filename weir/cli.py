@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import sys
@@ -82,19 +83,32 @@ def _endpoints_of(config_dir: Path) -> object:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    from controlplane import translate_runtime
+    from controlplane.dataplane import Address, DataPlaneSettings
     from controlplane.errors import ConfigInvalid
+    from controlplane.publisher import generate
     from controlplane.source_files import load_directory
     from weir.supervisor import UpSettings, run_up
 
     config_dir = Path(args.config)
+    try:
+        ipaddress.ip_address(args.host)
+    except ValueError:
+        print(
+            f"weir up: --host must be an IP address (Envoy listens on an address, not a name), "
+            f"e.g. 127.0.0.1 or 0.0.0.0; got {args.host!r}",
+            file=sys.stderr,
+        )
+        return 2
     # Fail fast on bad config, before anything starts (the mock's URL is not known yet,
     # so a placeholder stands in for it).
     environ = {"WEIR_MOCK_LLM_URL": "http://127.0.0.1:1/v1", **os.environ}
+    dataplane = DataPlaneSettings(
+        listener=Address(args.host, args.port), extproc=(Address("127.0.0.1", 1),)
+    )
     try:
-        # Loading validates the resources; translating also checks that every provider
-        # key the config names is in the environment.
-        translate_runtime.translate(load_directory(config_dir, environ), environ)
+        # Loading validates the resources; translating them as the control plane will
+        # also checks that every provider key the config names is in the environment.
+        generate(load_directory(config_dir, environ), dataplane, environ)
     except ConfigInvalid as error:
         print(f"weir up: the config in {config_dir} is invalid:", file=sys.stderr)
         for item in error.errors:

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import grpc
 import httpx
@@ -65,18 +66,28 @@ class Part:
     async def _pump(self, echo: bool) -> None:
         assert self.process is not None and self.process.stdout is not None
         sink = self.log_file.open("a", encoding="utf-8") if self.log_file else None
+        pending = b""
         try:
-            async for raw in self.process.stdout:
-                line = raw.decode("utf-8", "replace").rstrip()
-                self.recent.append(line)
-                if sink is not None:
-                    sink.write(line + "\n")
-                    sink.flush()
-                if echo:
-                    print(f"{self.name:>13} | {line}", flush=True)
+            # Chunks, not readline(): a line longer than the stream's limit must not stop
+            # the pump (the part would then block on a full pipe).
+            while chunk := await self.process.stdout.read(65536):
+                *lines, pending = (pending + chunk).split(b"\n")
+                for raw in lines:
+                    self._emit(raw, sink, echo)
+            if pending:
+                self._emit(pending, sink, echo)
         finally:
             if sink is not None:
                 sink.close()
+
+    def _emit(self, raw: bytes, sink: TextIO | None, echo: bool) -> None:
+        line = raw.decode("utf-8", "replace").rstrip()
+        self.recent.append(line)
+        if sink is not None:
+            sink.write(line + "\n")
+            sink.flush()
+        if echo:
+            print(f"{self.name:>13} | {line}", flush=True)
 
     @property
     def exited(self) -> bool:
@@ -123,13 +134,21 @@ class UpSettings:
 
 
 async def _wait_until(
-    part: Part, check: Callable[[], Awaitable[bool]], what: str, timeout: float
+    part: Part,
+    check: Callable[[], Awaitable[bool]],
+    what: str,
+    timeout: float,
+    failure: Callable[[], str | None] = lambda: None,
 ) -> None:
+    """Poll `check` until it holds; fail at once if the part exits or `failure` says why."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if part.exited:
             code = part.process.returncode if part.process else None
             raise StartupFailed(f"{part.name} exited with code {code} while starting; {part.why()}")
+        reason = failure()
+        if reason is not None:
+            raise StartupFailed(f"{part.name} did not become ready: {reason}")
         with contextlib.suppress(Exception):
             if await check():
                 return
@@ -137,6 +156,14 @@ async def _wait_until(
     raise StartupFailed(
         f"{part.name} did not become ready ({what}) within {timeout:.0f}s; {part.why()}"
     )
+
+
+def _nack_in(plane: Part) -> str | None:
+    """The control plane's report of a rejected (NACKed) first config, if any."""
+    for line in plane.recent:
+        if "rejected (NACK)" in line:
+            return line.split(": ", 1)[-1]
+    return None
 
 
 def _http_ok(url: str) -> Callable[[], Awaitable[bool]]:
@@ -283,6 +310,7 @@ class Stack:
             _http_ok(f"http://{s.host}:{s.port}/healthz"),
             f"GET http://{s.host}:{s.port}/healthz",
             s.ready_timeout_s,
+            failure=lambda: _nack_in(plane),
         )
 
     async def stop(self) -> None:

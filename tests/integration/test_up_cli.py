@@ -176,3 +176,22 @@ def test_default_state_dir_is_dot_weir(tmp_path: Path) -> None:
         assert (tmp_path / ".weir" / "logs" / "envoy.log").exists()
     finally:
         assert process.stop() == 0
+
+
+def test_a_host_name_instead_of_an_address_is_refused_at_once(tmp_path: Path) -> None:
+    result = subprocess.run(
+        weir_argv(
+            "up",
+            "--config",
+            str(copy_quickstart(tmp_path / "config")),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--host",
+            "localhost",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "--host must be an IP address" in result.stderr
