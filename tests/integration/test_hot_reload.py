@@ -3,6 +3,7 @@ restarts nothing, never drops requests, and an invalid edit keeps the last good 
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -120,3 +121,32 @@ def test_moving_a_model_to_a_new_backend_drops_no_request(stack: WeirUp) -> None
         worker.join()
     assert served > 20
     assert failures == []
+
+
+def test_a_request_uploading_across_a_change_is_routed_with_the_new_config(
+    stack: WeirUp,
+) -> None:
+    (stack.config_dir / "extra.yaml").write_text(
+        backend("old") + "---\n" + endpoint("move", "moving", "old")
+    )
+    wait_until(lambda: chat(stack, "moving", "move").status_code == 200, 2.0, "first config")
+    body = b'{"model": "moving", "messages": [{"role": "user", "content": "x"}]}'
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=10) as conn:
+        # The headers go first; the body only after the backend has been replaced.
+        conn.sendall(
+            b"POST /demo/move/v1/chat/completions HTTP/1.1\r\nHost: weir\r\n"
+            b"Content-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        )
+        (stack.config_dir / "extra.yaml").write_text(
+            backend("new") + "---\n" + endpoint("move", "moving", "new")
+        )
+        clusters = f"http://127.0.0.1:{stack.admin_port}/clusters"
+        wait_until(
+            lambda: "backend-old::" not in httpx.get(clusters).text,
+            3.0,
+            "the old cluster is removed from Envoy",
+        )
+        conn.sendall(body)
+        status_line = conn.recv(65536).split(b"\r\n", 1)[0]
+    assert status_line == b"HTTP/1.1 200 OK"
