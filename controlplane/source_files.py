@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import stat
 import time
@@ -43,6 +44,8 @@ from yaml.nodes import MappingNode, ScalarNode
 from controlplane.errors import UNKNOWN, ConfigError, ConfigInvalid
 from controlplane.model import ConfigSet
 from controlplane.validate import validate_documents
+
+log = logging.getLogger("weir.controlplane.source")
 
 __all__ = ["DirectorySource", "load_directory"]
 
@@ -143,6 +146,8 @@ def _parse(text: str) -> tuple[list[tuple[int, Any]], str | None]:
                 docs.append((node.start_mark.line + 1, data))
     except yaml.YAMLError as e:
         return docs, _yaml_error_message(e)
+    except RecursionError:
+        return docs, "the YAML is nested too deeply to read"
     finally:
         loader.dispose()
     return docs, None
@@ -341,3 +346,8 @@ class DirectorySource:
             return _build(self.path, snapshot, self.environ)
         except ConfigInvalid as e:
             return e
+        except Exception as e:  # whatever a file holds, it must not stop the source
+            log.exception("reading %s failed", self.path)
+            return ConfigInvalid(
+                (_file_error(str(self.path), f"the config could not be read: {e!r}"),)
+            )

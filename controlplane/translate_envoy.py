@@ -357,5 +357,8 @@ def _forward_route(name: str, prefix: str, timeout_s: float) -> dict[str, Any]:
         "route": {
             "cluster_header": CLUSTER_HEADER,
             "timeout": _seconds(timeout_s),
+            # A non-streamed answer is silent until it is complete: the idle timeout must
+            # not cut it before the Backend's timeout does.
+            "idle_timeout": _seconds(max(timeout_s, 1.0)),
         },
     }

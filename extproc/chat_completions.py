@@ -76,6 +76,11 @@ def route(
     # Always re-serialized, never the client's bytes: a body with duplicate keys would
     # otherwise reach a provider whose parser keeps another `model` than the one checked.
     body["model"] = target.model
-    upstream_body = orjson.dumps(body)
+    try:
+        upstream_body = orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        raise InvalidRequest(
+            "The request body is nested too deeply.", code="invalid_json"
+        ) from None
     headers.append(("content-length", str(len(upstream_body)).encode()))
     return RoutedRequest(target, model, body.get("stream") is True, headers, upstream_body)

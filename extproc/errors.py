@@ -68,6 +68,12 @@ class MethodNotAllowed(GatewayError):
     code = "method_not_allowed"
 
 
+class InternalError(GatewayError):
+    status = 500
+    error_type = "server_error"
+    code = "internal_error"
+
+
 class NotReady(GatewayError):
     status = 503
     error_type = "server_error"

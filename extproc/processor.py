@@ -30,6 +30,7 @@ from extproc.envoy_messages import (
 from extproc.errors import (
     EndpointNotFound,
     GatewayError,
+    InternalError,
     InvalidRequest,
     MethodNotAllowed,
     ModelNotFound,
@@ -72,6 +73,12 @@ class Exchange:
         except GatewayError as error:
             self.finished = True
             return error_response(error)
+        except Exception:
+            # A bug must not become a gRPC error (Envoy would show its details to the
+            # client): answer a plain 500 envelope and keep the details in the log.
+            log.exception("ext_proc failed on a %s message", kind)
+            self.finished = True
+            return error_response(InternalError("The gateway failed to process the request."))
         if kind == "request_trailers":
             return CONTINUE_REQUEST_TRAILERS
         return CONTINUE_RESPONSE_TRAILERS

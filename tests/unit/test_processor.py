@@ -245,3 +245,28 @@ def test_runtime_config_with_a_dangling_backend_is_rejected() -> None:
     bad.endpoints[0].models[0].targets[0].backend = "ghost"
     with pytest.raises(RuntimeConfigInvalid, match="unknown backend 'ghost'"):
         RouteTable.compile(bad)
+
+
+def test_a_body_too_deep_to_forward_is_a_400() -> None:
+    exchange = exchange_for(TABLE)
+    exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
+    deep = b'{"model": "mock-gpt", "messages": [], "metadata": ' + b"[" * 400 + b"]" * 400 + b"}"
+    status, envelope = immediate_json(exchange.handle(body(deep)))
+    assert status == 400
+    assert envelope["error"]["code"] == "invalid_json"
+
+
+def test_an_unexpected_failure_is_a_500_envelope_not_a_grpc_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("internal detail that must not reach the client")
+
+    monkeypatch.setattr("extproc.chat_completions.route", broken)
+    exchange = exchange_for(TABLE)
+    exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
+    status, envelope = immediate_json(exchange.handle(body({"model": "mock-gpt"})))
+    assert status == 500
+    assert envelope["error"]["code"] == "internal_error"
+    assert "internal detail" not in envelope["error"]["message"]
+    assert exchange.finished

@@ -526,3 +526,11 @@ async def test_directory_appears_later(tmp_path: Path) -> None:
         assert (await w.config()).backends[0].base_url == "http://127.0.0.1:1/v1"
     finally:
         await w.close()
+
+
+def test_a_file_nested_too_deeply_is_a_config_error_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "deep.yaml").write_text("[" * 3000)
+    with pytest.raises(ConfigInvalid) as raised:
+        load_directory(tmp_path, {})
+    assert "deep.yaml" in str(raised.value)
+    assert "nested too deeply" in str(raised.value)

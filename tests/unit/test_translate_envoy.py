@@ -101,6 +101,7 @@ def test_routes_use_the_cluster_header_and_the_backend_timeout() -> None:
     ]
     assert demo["route"]["cluster_header"] == translate_envoy.CLUSTER_HEADER
     assert demo["route"]["timeout"] == "42s"
+    assert demo["route"]["idle_timeout"] == "42s"  # or the listener-wide 300 s would cut it
     assert by_name["healthz"]["match"] == {"path": "/healthz"}
     assert list(by_name)[-1] == "fallback"
 
