@@ -48,6 +48,10 @@ ENV_VAR_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]*$"
 """The name of an environment variable."""
 
 MODEL_NAME_PATTERN: Final = r"^\S+$"
+
+MAX_TOKENS: Final = 1_000_000_000
+"""Upper bound of token counts (contextWindow, maxOutputTokens): far above any model, and
+within the 32-bit fields they travel in."""
 """A model name as a client or a provider spells it: any non-empty text without whitespace."""
 
 PATTERN_HINTS: Final[dict[str, tuple[str, str]]] = {
@@ -184,11 +188,13 @@ BACKEND_MODEL_SCHEMA: Final[JSONSchema] = _obj(
         "contextWindow": {
             "type": "integer",
             "minimum": 1,
+            "maximum": MAX_TOKENS,
             "description": "The model's context window in tokens (prompt + completion).",
         },
         "maxOutputTokens": {
             "type": "integer",
             "minimum": 1,
+            "maximum": MAX_TOKENS,
             "description": "The most completion tokens the model can produce in one response.",
         },
         "tier": _str(

@@ -30,6 +30,8 @@ def _notes(schema: dict[str, Any]) -> str:
         notes.append(f"default `{schema['default']}`")
     if "minimum" in schema:
         notes.append(f"≥ {schema['minimum']}")
+    if "maximum" in schema:
+        notes.append(f"≤ {schema['maximum']:,}")
     if "minItems" in schema:
         notes.append(f"at least {schema['minItems']}")
     pattern = schema.get("pattern")

@@ -43,6 +43,9 @@ from extproc.sse import SSEDecoder
 log = logging.getLogger("weir.extproc")
 
 HEALTH_PATH = "/healthz"
+# An SSE event larger than this means the stream is not SSE: decoding stops (the bytes
+# still pass through unchanged), so memory stays bounded.
+MAX_SSE_EVENT_BYTES = 1 << 20
 
 
 class Exchange:
@@ -179,6 +182,9 @@ class Exchange:
     def on_response_body(self, message: ext.HttpBody) -> ext.ProcessingResponse:
         if self.sse is not None:
             self.sse.feed(message.body)
+            if len(self.sse.pending) > MAX_SSE_EVENT_BYTES:
+                # Not SSE after all (no event ends): stop decoding, keep passing through.
+                self.sse = None
         return CONTINUE_RESPONSE_BODY
 
 

@@ -8,7 +8,7 @@ import ipaddress
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -91,11 +91,11 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
     config_dir = Path(args.config)
     try:
-        ipaddress.ip_address(args.host)
+        ipaddress.IPv4Address(args.host)
     except ValueError:
         print(
-            f"weir up: --host must be an IP address (Envoy listens on an address, not a name), "
-            f"e.g. 127.0.0.1 or 0.0.0.0; got {args.host!r}",
+            f"weir up: --host must be an IPv4 address (Envoy listens on an address, not a "
+            f"name), e.g. 127.0.0.1 or 0.0.0.0; got {args.host!r}",
             file=sys.stderr,
         )
         return 2
@@ -103,7 +103,10 @@ def _cmd_up(args: argparse.Namespace) -> int:
     # so a placeholder stands in for it).
     environ = {"WEIR_MOCK_LLM_URL": "http://127.0.0.1:1/v1", **os.environ}
     dataplane = DataPlaneSettings(
-        listener=Address(args.host, args.port), extproc=(Address("127.0.0.1", 1),)
+        listener=Address(args.host, args.port),
+        extproc=(Address("127.0.0.1", 1),),
+        extproc_message_timeout_ms=args.extproc_message_timeout_ms,
+        max_request_bytes=args.max_request_bytes,
     )
     try:
         # Loading validates the resources; translating them as the control plane will
@@ -113,6 +116,9 @@ def _cmd_up(args: argparse.Namespace) -> int:
         print(f"weir up: the config in {config_dir} is invalid:", file=sys.stderr)
         for item in error.errors:
             print(f"  {item}", file=sys.stderr)
+        return 2
+    except Exception as error:  # what the control plane would choke on: say it now
+        print(f"weir up: the config in {config_dir} cannot be used: {error}", file=sys.stderr)
         return 2
     settings = UpSettings(
         config_dir=config_dir,
@@ -133,6 +139,16 @@ def _cmd_up(args: argparse.Namespace) -> int:
     return asyncio.run(run_up(settings, _endpoints_of(config_dir)))  # type: ignore[arg-type]
 
 
+def _in_range(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="weir", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,13 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-mock", action="store_true", help="do not start the mock LLM")
     up.add_argument(
         "--max-request-bytes",
-        type=int,
-        default=8 * 1024 * 1024,
+        type=_in_range(1024, 1 << 30),
+        default=8 << 20,
         help="largest request body Envoy buffers; larger gets 413",
     )
     up.add_argument(
         "--extproc-message-timeout-ms",
-        type=int,
+        type=_in_range(1, 3_600_000),
         default=5000,
         help="how long Envoy waits for each ext_proc reply",
     )
@@ -178,8 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="an ext_proc replica host:port (repeatable)",
     )
-    plane.add_argument("--extproc-message-timeout-ms", type=int, default=5000)
-    plane.add_argument("--max-request-bytes", type=int, default=8 * 1024 * 1024)
+    plane.add_argument("--extproc-message-timeout-ms", type=_in_range(1, 3_600_000), default=5000)
+    plane.add_argument("--max-request-bytes", type=_in_range(1024, 1 << 30), default=8 << 20)
     plane.add_argument("-v", "--verbose", action="store_true")
     plane.set_defaults(func=_cmd_controlplane)
 

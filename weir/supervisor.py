@@ -50,6 +50,7 @@ class Part:
     recent: deque[str] = field(default_factory=lambda: deque(maxlen=30))
     pump: asyncio.Task[None] | None = None
     log_file: Path | None = None
+    nack: str | None = None  # the first config rejection this part reported
 
     async def start(self, echo: bool) -> None:
         self.process = await asyncio.create_subprocess_exec(
@@ -83,6 +84,8 @@ class Part:
     def _emit(self, raw: bytes, sink: TextIO | None, echo: bool) -> None:
         line = raw.decode("utf-8", "replace").rstrip()
         self.recent.append(line)
+        if "rejected (NACK)" in line and self.nack is None:
+            self.nack = line.split(": ", 1)[-1]
         if sink is not None:
             sink.write(line + "\n")
             sink.flush()
@@ -158,14 +161,6 @@ async def _wait_until(
     )
 
 
-def _nack_in(plane: Part) -> str | None:
-    """The control plane's report of a rejected (NACKed) first config, if any."""
-    for line in plane.recent:
-        if "rejected (NACK)" in line:
-            return line.split(": ", 1)[-1]
-    return None
-
-
 def _http_ok(url: str) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         async with httpx.AsyncClient(timeout=1.0) as client:
@@ -211,7 +206,13 @@ class Stack:
 
     async def start(self) -> None:
         s = self.settings
-        if port_in_use(s.host, s.port):
+        try:
+            taken = port_in_use(s.host, s.port)
+        except OSError as error:
+            raise StartupFailed(
+                f"Envoy cannot listen on {s.host}:{s.port}: {error.strerror}"
+            ) from None
+        if taken:
             raise StartupFailed(
                 f"port {s.port} on {s.host} is already in use, so Envoy cannot listen there; "
                 "stop what uses it or choose another with --port"
@@ -310,7 +311,7 @@ class Stack:
             _http_ok(f"http://{s.host}:{s.port}/healthz"),
             f"GET http://{s.host}:{s.port}/healthz",
             s.ready_timeout_s,
-            failure=lambda: _nack_in(plane),
+            failure=lambda: plane.nack,
         )
 
     async def stop(self) -> None:

@@ -270,3 +270,24 @@ def test_an_unexpected_failure_is_a_500_envelope_not_a_grpc_error(
     assert envelope["error"]["code"] == "internal_error"
     assert "internal detail" not in envelope["error"]["message"]
     assert exchange.finished
+
+
+def test_a_stream_without_event_ends_stops_being_decoded_but_passes_through() -> None:
+    exchange = exchange_for(TABLE)
+    exchange.handle(
+        ext.ProcessingRequest(
+            response_headers=ext.HttpHeaders(
+                headers=base_pb2.HeaderMap(
+                    headers=[
+                        base_pb2.HeaderValue(key="content-type", raw_value=b"text/event-stream"),
+                    ]
+                )
+            )
+        )
+    )
+    chunk = ext.ProcessingRequest(response_body=ext.HttpBody(body=b"x" * 300_000))
+    for _ in range(4):
+        reply = exchange.handle(chunk)
+        assert reply.WhichOneof("response") == "response_body"
+        assert not reply.response_body.response.HasField("body_mutation")
+    assert exchange.sse is None

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import sys
 from pathlib import Path
 
+import pytest
+
+from weir.ports import port_in_use
 from weir.supervisor import Part, UpSettings, ready_message
 
 
@@ -45,3 +49,9 @@ def test_ready_message_shows_how_to_call_each_endpoint() -> None:
     assert "http://127.0.0.1:9000/demo/chat/v1" in text
     assert 'OpenAI(base_url="http://127.0.0.1:9000/demo/chat/v1"' in text
     assert '"model": "gpt-4o-mini"' in text
+
+
+def test_an_address_this_machine_lacks_is_not_reported_as_a_taken_port() -> None:
+    with pytest.raises(OSError) as raised:
+        port_in_use("10.255.255.1", 18555)  # not a local address
+    assert raised.value.errno == errno.EADDRNOTAVAIL
