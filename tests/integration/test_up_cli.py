@@ -194,4 +194,4 @@ def test_a_host_name_instead_of_an_address_is_refused_at_once(tmp_path: Path) ->
         timeout=60,
     )
     assert result.returncode == 2
-    assert "--host must be an IP address" in result.stderr
+    assert "--host must be an IPv4 address" in result.stderr
