@@ -221,12 +221,11 @@ class Stack:
         extproc_port = _pick(s.extproc_port, "ext_proc server", "--extproc-port")
         admin_port = _pick(s.admin_port, "Envoy admin", "--admin-port")
         me = [sys.executable, "-m", "weir"]
-        echo = s.verbose
 
         if s.start_mock:
             mock_port = _pick(s.mock_port, "mock LLM", "--mock-port")
             self.env["WEIR_MOCK_LLM_URL"] = f"http://127.0.0.1:{mock_port}/v1"
-            mock = self._part(
+            await self._launch(
                 "mock-llm",
                 [
                     *me,
@@ -240,17 +239,12 @@ class Stack:
                     "--tpot-ms",
                     str(s.mock_tpot_ms),
                 ],
-            )
-            await mock.start(echo)
-            await _wait_until(
-                mock,
+                s.verbose,
                 _http_ok(f"http://127.0.0.1:{mock_port}/healthz"),
                 "GET /healthz",
-                s.ready_timeout_s,
+                f"mock LLM ready on http://127.0.0.1:{mock_port}/v1",
             )
-            print(f"weir up: mock LLM ready on http://127.0.0.1:{mock_port}/v1", flush=True)
-
-        plane = self._part(
+        plane = await self._launch(
             "controlplane",
             [
                 *me,
@@ -268,17 +262,12 @@ class Stack:
                 "--extproc-message-timeout-ms",
                 str(s.extproc_message_timeout_ms),
             ],
-        )
-        await plane.start(True)
-        await _wait_until(
-            plane,
+            True,
             _grpc_serving(f"127.0.0.1:{xds_port}", "weir.controlplane"),
             "config accepted and xDS serving",
-            s.ready_timeout_s,
+            f"control plane ready, xDS on 127.0.0.1:{xds_port}",
         )
-        print(f"weir up: control plane ready, xDS on 127.0.0.1:{xds_port}", flush=True)
-
-        extproc = self._part(
+        await self._launch(
             "extproc",
             [
                 *me,
@@ -290,29 +279,42 @@ class Stack:
                 "--node-id",
                 "extproc-0",
             ],
-        )
-        await extproc.start(True)
-        await _wait_until(
-            extproc,
+            True,
             _grpc_serving(f"127.0.0.1:{extproc_port}", "weir.extproc"),
             "runtime config received",
-            s.ready_timeout_s,
+            f"ext_proc ready on 127.0.0.1:{extproc_port}",
         )
-        print(f"weir up: ext_proc ready on 127.0.0.1:{extproc_port}", flush=True)
-
         s.state_dir.mkdir(parents=True, exist_ok=True)
         bootstrap = write_bootstrap(
             s.state_dir / "envoy-bootstrap.yaml", "envoy-0", admin_port, xds_port
         )
-        envoy = self._part("envoy", envoy_argv(bootstrap, concurrency=2))
-        await envoy.start(True)
-        await _wait_until(
-            envoy,
+        await self._launch(
+            "envoy",
+            envoy_argv(bootstrap, concurrency=2),
+            True,
             _http_ok(f"http://{s.host}:{s.port}/healthz"),
             f"GET http://{s.host}:{s.port}/healthz",
-            s.ready_timeout_s,
+            None,
             failure=lambda: plane.nack,
         )
+
+    async def _launch(
+        self,
+        name: str,
+        argv: Sequence[str],
+        echo: bool,
+        ready: Callable[[], Awaitable[bool]],
+        what: str,
+        announce: str | None,
+        failure: Callable[[], str | None] = lambda: None,
+    ) -> Part:
+        """Start one part and wait until `ready` holds (or fail, saying why)."""
+        part = self._part(name, argv)
+        await part.start(echo)
+        await _wait_until(part, ready, what, self.settings.ready_timeout_s, failure)
+        if announce:
+            print(f"weir up: {announce}", flush=True)
+        return part
 
     async def stop(self) -> None:
         # Front to back: Envoy stops taking requests first, the mock LLM goes last.
