@@ -260,6 +260,10 @@ def test_upstream_errors_reach_the_client_as_the_sdk_expects(client: openai.Open
             extra_headers={"X-Mock-Behavior": "error-429"},
         )
     assert limited.value.response.headers["retry-after"]
+    # The provider's own envelope passes unchanged (Envoy's local-reply mapping is only
+    # for Envoy's own errors).
+    assert limited.value.code == "rate_limit_exceeded"
+    assert limited.value.type == "requests"
     with pytest.raises(openai.InternalServerError):
         client.chat.completions.create(
             model="gpt-4o-mini",
