@@ -6,6 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
+BUF_VERSION := 1.75.0
+BUF    := .tools/node_modules/.bin/buf
 
 .PHONY: install run test lint typecheck pytest proto bench docs clean
 
@@ -22,9 +24,15 @@ run: install
 
 test: install lint typecheck pytest
 
-lint: install
+lint: install $(BUF)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BUF) lint
+
+# buf (proto lint) ships as a binary inside its npm package; installed under .tools/.
+$(BUF):
+	mkdir -p .tools
+	cd .tools && npm install --silent --no-audit --no-fund @bufbuild/buf@$(BUF_VERSION)
 
 typecheck: install
 	$(BIN)/mypy
@@ -42,7 +50,7 @@ bench: install
 	$(BIN)/python bench/run.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) .weir .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .tools .weir .mypy_cache .ruff_cache .pytest_cache
 
 # Regenerate the config reference in README.md from the schemas (a test fails when stale).
 docs: install
