@@ -53,6 +53,7 @@ import orjson
 import uvloop
 
 from weir.ports import free_port
+from weir.supervisor import UP_PORTS, up_argv
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -573,31 +574,8 @@ class Stack:
 
 def launch_stack(config: Path, state_dir: Path) -> Stack:
     """Start `weir up` on free ports (all chosen here, so the mock's port is known)."""
-    ports = {name: free_port() for name in ("port", "mock", "xds", "extproc", "admin")}
-    argv = [
-        sys.executable,
-        "-m",
-        "weir",
-        "up",
-        "--config",
-        str(config),
-        "--port",
-        str(ports["port"]),
-        "--mock-port",
-        str(ports["mock"]),
-        "--xds-port",
-        str(ports["xds"]),
-        "--extproc-port",
-        str(ports["extproc"]),
-        "--admin-port",
-        str(ports["admin"]),
-        "--state-dir",
-        str(state_dir / "state"),
-        "--mock-ttft-ms",
-        "0",
-        "--mock-tpot-ms",
-        "0",
-    ]
+    ports = {name: free_port() for name in UP_PORTS}
+    argv = up_argv(config, state_dir / "state", ports, "--mock-ttft-ms", "0", "--mock-tpot-ms", "0")
     log_path = state_dir / "weir-up.log"
     progress(f"starting: {shlex.join(argv)}")
     with log_path.open("wb") as log:

@@ -18,9 +18,20 @@ ProcessingMode = processing_mode_pb2.ProcessingMode
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 
 
-def header_map(headers: ext.HttpHeaders) -> dict[str, bytes]:
-    """Lower-cased names to raw values (the last one wins for repeated names)."""
-    return {h.key: h.raw_value or h.value.encode() for h in headers.headers.headers}
+def header_values(headers: ext.HttpHeaders, *names: str) -> list[bytes]:
+    """The raw values of the (lower-case) `names`, b"" where absent; one pass that stops
+    when all are found, and no dict of every header on the hot path."""
+    found = [b""] * len(names)
+    missing = len(names)
+    for header in headers.headers.headers:
+        if header.key in names:
+            index = names.index(header.key)
+            if not found[index]:
+                missing -= 1
+            found[index] = header.raw_value or header.value.encode()
+            if not missing:
+                break
+    return found
 
 
 def set_header(key: str, value: bytes) -> base_pb2.HeaderValueOption:

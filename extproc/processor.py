@@ -23,8 +23,8 @@ from extproc.envoy_messages import (
     CONTINUE_RESPONSE_TRAILERS,
     STREAM_RESPONSE_MODE,
     error_response,
-    header_map,
     header_mutation,
+    header_values,
     immediate,
 )
 from extproc.errors import (
@@ -87,9 +87,9 @@ class Exchange:
         return CONTINUE_RESPONSE_TRAILERS
 
     def on_request_headers(self, message: ext.HttpHeaders) -> ext.ProcessingResponse:
-        headers = header_map(message)
-        method = headers.get(":method", b"").decode("latin-1")
-        path, _, self.query = headers.get(":path", b"/").decode("latin-1").partition("?")
+        raw_method, raw_path = header_values(message, ":method", ":path")
+        method = raw_method.decode("latin-1")
+        path, _, self.query = (raw_path or b"/").decode("latin-1").partition("?")
         table = self.table
         if path == HEALTH_PATH:
             self.finished = True
@@ -166,11 +166,7 @@ class Exchange:
         return ext.ProcessingResponse(request_body=ext.BodyResponse(response=common))
 
     def on_response_headers(self, message: ext.HttpHeaders) -> ext.ProcessingResponse:
-        content_type = b""
-        for header in message.headers.headers:
-            if header.key == "content-type":
-                content_type = header.raw_value
-                break
+        (content_type,) = header_values(message, "content-type")
         if content_type.startswith(b"text/event-stream"):
             # Stream the body through chunk by chunk: never buffer an SSE response.
             self.sse = SSEDecoder()

@@ -117,6 +117,35 @@ class Part:
                 await asyncio.wait_for(self.pump, 2)
 
 
+UP_PORTS = ("port", "mock", "xds", "extproc", "admin")
+
+
+def up_argv(config_dir: Path, state_dir: Path, ports: dict[str, int], *extra: str) -> list[str]:
+    """The `weir up` command line with every port given (keys: UP_PORTS), for callers that
+    need to know the ports up front: the benchmark and the integration tests."""
+    return [
+        sys.executable,
+        "-m",
+        "weir",
+        "up",
+        "--config",
+        str(config_dir),
+        "--state-dir",
+        str(state_dir),
+        "--port",
+        str(ports["port"]),
+        "--mock-port",
+        str(ports["mock"]),
+        "--xds-port",
+        str(ports["xds"]),
+        "--extproc-port",
+        str(ports["extproc"]),
+        "--admin-port",
+        str(ports["admin"]),
+        *extra,
+    ]
+
+
 @dataclass(frozen=True)
 class UpSettings:
     config_dir: Path

@@ -22,6 +22,7 @@ import httpx
 
 from weir.envoy_launch import envoy_argv, write_bootstrap
 from weir.ports import free_port
+from weir.supervisor import UP_PORTS, up_argv
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "examples" / "quickstart"
@@ -154,31 +155,27 @@ def weir_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "weir", *args]
 
 
+def run_up_expecting_failure(
+    config_dir: Path, state_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `weir up` to completion: for start-ups that must fail, and say why."""
+    return subprocess.run(
+        weir_argv("up", "--config", str(config_dir), "--state-dir", str(state_dir), *args),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
 @contextlib.contextmanager
 def weir_up(
     config_dir: Path, state_dir: Path, *extra: str, env: dict[str, str] | None = None
 ) -> Iterator[WeirUp]:
-    ports = {name: free_port() for name in ("port", "mock", "xds", "extproc", "admin")}
+    ports = {name: free_port() for name in UP_PORTS}
     process = Process(
         "weir up",
-        weir_argv(
-            "up",
-            "--config",
-            str(config_dir),
-            "--state-dir",
-            str(state_dir),
-            "--port",
-            str(ports["port"]),
-            "--mock-port",
-            str(ports["mock"]),
-            "--xds-port",
-            str(ports["xds"]),
-            "--extproc-port",
-            str(ports["extproc"]),
-            "--admin-port",
-            str(ports["admin"]),
-            *extra,
-        ),
+        up_argv(config_dir, state_dir, ports, *extra),
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     ).start()
     try:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from tests.integration.harness import copy_quickstart, weir_argv, weir_up
+from tests.integration.harness import copy_quickstart, run_up_expecting_failure, weir_up
 from weir.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -73,20 +72,8 @@ def test_a_missing_provider_key_is_reported_by_name_before_anything_starts(
     config = copy_quickstart(tmp_path / "config")
     (config / "keyed.yaml").write_text(KEYED_BACKEND)
     environ = {k: v for k, v in os.environ.items() if k != "WEIR_TEST_PROVIDER_KEY"}
-    result = subprocess.run(
-        weir_argv(
-            "up",
-            "--config",
-            str(config),
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--port",
-            str(free_port()),
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=environ,
+    result = run_up_expecting_failure(
+        config, tmp_path / "state", "--port", str(free_port()), env=environ
     )
     assert result.returncode == 2
     assert "keyed.yaml: Backend/keyed: spec.apiKey.env:" in result.stderr

@@ -17,6 +17,7 @@ from tests.integration.harness import (
     child_pids,
     copy_quickstart,
     pid_alive,
+    run_up_expecting_failure,
     wait_until,
     weir_argv,
     weir_up,
@@ -73,18 +74,8 @@ def up_with_a_taken_port(tmp_path: Path, flag: str) -> tuple[int, str]:
         port = taken.getsockname()[1]
         ports = {"--port": str(free_port()), flag: str(port)}
         args = [item for pair in ports.items() for item in pair]
-        result = subprocess.run(
-            weir_argv(
-                "up",
-                "--config",
-                str(copy_quickstart(tmp_path / "config")),
-                "--state-dir",
-                str(tmp_path / "state"),
-                *args,
-            ),
-            capture_output=True,
-            text=True,
-            timeout=60,
+        result = run_up_expecting_failure(
+            copy_quickstart(tmp_path / "config"), tmp_path / "state", *args
         )
     assert result.returncode == 1
     return port, result.stderr
@@ -112,20 +103,7 @@ def test_bad_config_is_reported_with_every_error_and_nothing_starts(tmp_path: Pa
         .replace("backend: mock", "backend: missing", 1)
     )
     started = time.monotonic()
-    result = subprocess.run(
-        weir_argv(
-            "up",
-            "--config",
-            str(config),
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--port",
-            str(free_port()),
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_up_expecting_failure(config, tmp_path / "state", "--port", str(free_port()))
     assert result.returncode == 2
     assert time.monotonic() - started < 20
     assert "endpoints.yaml: Endpoint/demo-chat: spec.slug:" in result.stderr
@@ -179,19 +157,8 @@ def test_default_state_dir_is_dot_weir(tmp_path: Path) -> None:
 
 
 def test_a_host_name_instead_of_an_address_is_refused_at_once(tmp_path: Path) -> None:
-    result = subprocess.run(
-        weir_argv(
-            "up",
-            "--config",
-            str(copy_quickstart(tmp_path / "config")),
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--host",
-            "localhost",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = run_up_expecting_failure(
+        copy_quickstart(tmp_path / "config"), tmp_path / "state", "--host", "localhost"
     )
     assert result.returncode == 2
     assert "--host must be an IPv4 address" in result.stderr

@@ -9,7 +9,7 @@ import pytest
 from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ext
 
-from extproc.envoy_messages import ProcessingMode
+from extproc.envoy_messages import ProcessingMode, header_values
 from extproc.processor import Exchange
 from extproc.routes import RouteTable, RouteTableHolder, RuntimeConfigInvalid
 from tests.openapi_schema import validate_openapi
@@ -291,3 +291,8 @@ def test_a_stream_without_event_ends_stops_being_decoded_but_passes_through() ->
         assert reply.WhichOneof("response") == "response_body"
         assert not reply.response_body.response.HasField("body_mutation")
     assert exchange.sse is None
+
+
+def test_header_values_finds_each_wanted_header_in_one_pass() -> None:
+    message = headers("POST", "/p", **{"content-type": "a"}).request_headers
+    assert header_values(message, ":path", "content-type", "absent") == [b"/p", b"a", b""]
