@@ -11,7 +11,6 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -142,6 +141,3 @@ class XdsStatus:
                     return rejected
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), remaining)
-
-    def nodes(self, type_url: str) -> Iterable[str]:
-        return [s.node_id for s in self.streams.values() if type_url in s.subscribed]
