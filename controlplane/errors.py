@@ -53,3 +53,13 @@ class ConfigInvalid(WeirControlPlaneError):
         if not self.errors:
             return "invalid config"
         return "\n".join(str(e) for e in self.errors)
+
+
+class KeyStoreError(WeirControlPlaneError):
+    """A key operation could not be done (bad input, or the store failed)."""
+
+
+class KeyNotFound(KeyStoreError):
+    def __init__(self, key_id: str) -> None:
+        self.key_id = key_id
+        super().__init__(f"no API key with id {key_id!r}")

@@ -58,7 +58,7 @@ def generate(
     """Raises ConfigInvalid (e.g. a missing credential)."""
     return Generated(
         translate_envoy.translate(config, dataplane),
-        translate_runtime.translate(config, environ),
+        translate_runtime.translate(config, environ, dataplane.max_request_bytes),
     )
 
 

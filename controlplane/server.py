@@ -1,4 +1,5 @@
-"""The control plane process: config source -> validate -> translate -> snapshot -> ADS.
+"""The control plane process: config source -> validate -> translate -> snapshot -> ADS,
+plus the API keys (key store -> key watcher -> ADS) and the management API (uvicorn).
 
 gRPC health reports SERVING once a first config has been published. SIGTERM/SIGINT stop
 it gracefully: connected clients keep their last config and reconnect with backoff.
@@ -7,14 +8,16 @@ it gracefully: connected clients keep their last config and reconnect with backo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import uvicorn
 from envoy.service.discovery.v3 import ads_pb2_grpc
 from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -23,6 +26,9 @@ from controlplane.ads_server import AggregatedDiscoveryServer
 from controlplane.cache import SnapshotCache
 from controlplane.dataplane import Address, DataPlaneSettings
 from controlplane.errors import ConfigInvalid, WeirControlPlaneError
+from controlplane.key_watch import KeyWatcher
+from controlplane.keystore import SqliteKeyStore
+from controlplane.management_api import create_app
 from controlplane.model import ConfigSet
 from controlplane.publisher import Publisher, generate
 from controlplane.source_files import DirectorySource
@@ -41,11 +47,23 @@ SERVER_OPTIONS = [
 ]
 
 
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the control plane owns SIGTERM/SIGINT
+    and stops the management API itself (`should_exit`)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
 @dataclass(frozen=True)
 class ControlPlaneSettings:
     config_dir: Path
     xds: Address
     dataplane: DataPlaneSettings
+    store_path: Path
+    # host:port of the management HTTP API; None: not served.
+    management: Address | None = None
     poll_interval_s: float = 0.2
 
 
@@ -64,6 +82,9 @@ class ControlPlane:
         self._stopping = asyncio.Event()
         self.bound_port = 0
         self.failed = False
+        self.store: SqliteKeyStore | None = None
+        self.keys: KeyWatcher | None = None
+        self.management: uvicorn.Server | None = None
 
     async def apply(self, result: ConfigSet | ConfigInvalid) -> None:
         """Publish a load result, or report why it keeps the last good config."""
@@ -102,7 +123,32 @@ class ControlPlane:
             self.failed = True
             self.stop()
 
+    def _open_keys(self) -> KeyWatcher:
+        """Raises KeyStoreError when the store cannot be opened or read."""
+        self.store = SqliteKeyStore(self.settings.store_path)
+        self.keys = KeyWatcher(self.store, self.cache)
+        self.keys.load()
+        return self.keys
+
+    async def _serve_management(self, address: Address, watcher: KeyWatcher) -> None:
+        assert self.store is not None
+        config = uvicorn.Config(
+            create_app(self.store, watcher.notify),
+            host=address.host,
+            port=address.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+        self.management = _QuietServer(config)
+        await self.management.serve()
+        if not self.management.started:
+            log.error("the management API could not listen on %s", address)
+            self.failed = True
+            self.stop()
+
     async def run(self) -> None:
+        watcher = self._open_keys()
         server = grpc.aio.server(options=SERVER_OPTIONS)
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
             AggregatedDiscoveryServer(self.cache, self.status), server
@@ -118,13 +164,28 @@ class ControlPlane:
         source = DirectorySource(
             self.settings.config_dir, self.environ, interval=self.settings.poll_interval_s
         )
-        consumer = asyncio.create_task(self._consume(source.watch()))
+        tasks = [
+            asyncio.create_task(self._consume(source.watch())),
+            asyncio.create_task(watcher.run()),
+        ]
+        if self.settings.management is not None:
+            tasks.append(
+                asyncio.create_task(self._serve_management(self.settings.management, watcher))
+            )
+            log.info("management API listening on %s", self.settings.management)
         try:
             await self._stopping.wait()
         finally:
-            consumer.cancel()
+            if self.management is not None:
+                self.management.should_exit = True
+            for task in tasks[:2]:
+                task.cancel()
+            if len(tasks) > 2:
+                await asyncio.wait([tasks[2]], timeout=2.0)
             await self.health.enter_graceful_shutdown()
             await server.stop(grace=1.0)
+            if self.store is not None:
+                self.store.close()
             log.info("control plane stopped")
 
     def stop(self) -> None:

@@ -25,21 +25,23 @@ from google.protobuf.any_pb2 import Any as AnyProto
 from google.protobuf.message import Message
 
 from controlplane.errors import WeirControlPlaneError
-from weir.config.v1 import runtime_pb2
+from weir.config.v1 import keys_pb2, runtime_pb2
 
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 RUNTIME = "type.googleapis.com/weir.config.v1.RuntimeConfig"
+KEYS = "type.googleapis.com/weir.config.v1.ApiKeySet"
 
 M = TypeVar("M", bound=Message)
 
 # Make-before-break: clusters, then their endpoints, then listeners, then routes;
-# ext_proc's runtime (which names clusters to route to) last.
-PUSH_ORDER: tuple[str, ...] = (CLUSTER, ENDPOINT, LISTENER, ROUTE, RUNTIME)
+# ext_proc's runtime (which names clusters to route to) last. The API keys depend on
+# nothing and nothing on them.
+PUSH_ORDER: tuple[str, ...] = (CLUSTER, ENDPOINT, LISTENER, ROUTE, RUNTIME, KEYS)
 # Types whose responses always carry the full set (absent = deleted).
-WILDCARD_TYPES = frozenset({CLUSTER, LISTENER, RUNTIME})
+WILDCARD_TYPES = frozenset({CLUSTER, LISTENER, RUNTIME, KEYS})
 
 _MESSAGE_TYPES: Mapping[str, type[Message]] = {
     CLUSTER: cluster_pb2.Cluster,
@@ -47,6 +49,7 @@ _MESSAGE_TYPES: Mapping[str, type[Message]] = {
     LISTENER: listener_pb2.Listener,
     ROUTE: route_pb2.RouteConfiguration,
     RUNTIME: runtime_pb2.RuntimeConfig,
+    KEYS: keys_pb2.ApiKeySet,
 }
 
 
@@ -61,6 +64,26 @@ class TypedResources:
     version: str
     items: Mapping[str, AnyProto]  # resource name -> packed resource
 
+    @classmethod
+    def build(cls, type_url: str, resources: Iterable[tuple[str, Message]]) -> TypedResources:
+        """Pack (name, message) pairs; the version is a hash of their content."""
+        items: dict[str, AnyProto] = {}
+        for name, message in resources:
+            if not isinstance(message, _MESSAGE_TYPES[type_url]):
+                raise TypeError(f"{type_url} resource {name!r} is a {type(message)}")
+            if name in items:
+                raise InconsistentSnapshot([f"duplicate {type_url} resource {name!r}"])
+            packed = AnyProto()
+            packed.Pack(message, deterministic=True)
+            items[name] = packed
+        digest = hashlib.sha256()
+        for name in sorted(items):
+            digest.update(name.encode())
+            digest.update(b"\0")
+            digest.update(items[name].value)
+            digest.update(b"\0")
+        return cls(digest.hexdigest()[:16], MappingProxyType(items))
+
     def select(self, names: Iterable[str]) -> dict[str, AnyProto]:
         return {n: self.items[n] for n in names if n in self.items}
 
@@ -72,25 +95,13 @@ class Snapshot:
     @classmethod
     def build(cls, resources: Mapping[str, Iterable[tuple[str, Message]]]) -> Snapshot:
         """`resources`: type URL -> (name, message) pairs. Versions are content hashes."""
-        by_type: dict[str, TypedResources] = {}
-        for type_url in PUSH_ORDER:
-            items: dict[str, AnyProto] = {}
-            for name, message in resources.get(type_url, ()):
-                if not isinstance(message, _MESSAGE_TYPES[type_url]):
-                    raise TypeError(f"{type_url} resource {name!r} is a {type(message)}")
-                if name in items:
-                    raise InconsistentSnapshot([f"duplicate {type_url} resource {name!r}"])
-                packed = AnyProto()
-                packed.Pack(message, deterministic=True)
-                items[name] = packed
-            digest = hashlib.sha256()
-            for name in sorted(items):
-                digest.update(name.encode())
-                digest.update(b"\0")
-                digest.update(items[name].value)
-                digest.update(b"\0")
-            by_type[type_url] = TypedResources(digest.hexdigest()[:16], MappingProxyType(items))
-        return cls(MappingProxyType(by_type))
+        return cls(
+            MappingProxyType({t: TypedResources.build(t, resources.get(t, ())) for t in PUSH_ORDER})
+        )
+
+    def with_type(self, type_url: str, resources: TypedResources) -> Snapshot:
+        """This snapshot with the resources of one type replaced."""
+        return Snapshot(MappingProxyType({**self.by_type, type_url: resources}))
 
     def resources(self, type_url: str) -> TypedResources:
         return self.by_type.get(type_url) or TypedResources("", MappingProxyType({}))

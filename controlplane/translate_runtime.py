@@ -18,11 +18,15 @@ from weir.config.v1 import runtime_pb2
 RUNTIME_RESOURCE_NAME = "runtime"
 
 
-def translate(config: ConfigSet, environ: Mapping[str, str]) -> runtime_pb2.RuntimeConfig:
+def translate(
+    config: ConfigSet, environ: Mapping[str, str], max_request_bytes: int = 0
+) -> runtime_pb2.RuntimeConfig:
     """Raises ConfigInvalid when a referenced credential is missing from `environ`."""
     errors: list[ConfigError] = []
     runtime = runtime_pb2.RuntimeConfig(
-        cluster_header=CLUSTER_HEADER, endpoint_header=ENDPOINT_HEADER
+        cluster_header=CLUSTER_HEADER,
+        endpoint_header=ENDPOINT_HEADER,
+        max_request_bytes=max_request_bytes,
     )
     for backend in config.backends:
         upstream = parse_upstream(backend.base_url)

@@ -7,18 +7,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RuntimeConfig(_message.Message):
-    __slots__ = ("revision", "backends", "endpoints", "cluster_header", "endpoint_header")
+    __slots__ = ("revision", "backends", "endpoints", "cluster_header", "endpoint_header", "max_request_bytes")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     BACKENDS_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_HEADER_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_HEADER_FIELD_NUMBER: _ClassVar[int]
+    MAX_REQUEST_BYTES_FIELD_NUMBER: _ClassVar[int]
     revision: str
     backends: _containers.RepeatedCompositeFieldContainer[Backend]
     endpoints: _containers.RepeatedCompositeFieldContainer[Endpoint]
     cluster_header: str
     endpoint_header: str
-    def __init__(self, revision: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[Backend, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., cluster_header: _Optional[str] = ..., endpoint_header: _Optional[str] = ...) -> None: ...
+    max_request_bytes: int
+    def __init__(self, revision: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[Backend, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., cluster_header: _Optional[str] = ..., endpoint_header: _Optional[str] = ..., max_request_bytes: _Optional[int] = ...) -> None: ...
 
 class Backend(_message.Message):
     __slots__ = ("name", "cluster", "path_prefix", "authority", "api_key", "models")

@@ -1,0 +1,275 @@
+"""Where API keys live: an SQLite file under the state directory (the embedded default).
+
+The store holds hashes and metadata only (`StoredKey`). Every write bumps a revision in the
+same transaction, so a watcher learns of a change made by any process (the CLI, the
+management API) by reading one integer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from controlplane.api_keys import (
+    PROJECT_PATTERN,
+    SCOPES,
+    StoredKey,
+    display_prefix,
+    generate_key,
+    generate_key_id,
+    key_hash,
+    now_ms,
+)
+from controlplane.errors import KeyNotFound, KeyStoreError
+
+STORE_FILE: Final = "weir.db"
+BUSY_TIMEOUT_MS: Final = 5000
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    project TEXT NOT NULL,
+    name TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    sha256 BLOB NOT NULL UNIQUE,
+    scopes TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER,
+    revoked_at_ms INTEGER,
+    rotated_to TEXT
+);
+CREATE INDEX IF NOT EXISTS api_keys_project ON api_keys (project);
+CREATE TABLE IF NOT EXISTS api_key_revision (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    revision INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO api_key_revision (id, revision) VALUES (1, 0);
+"""
+_COLUMNS: Final = (
+    "id, project, name, prefix, sha256, scopes, created_at_ms, expires_at_ms, "
+    "revoked_at_ms, rotated_to"
+)
+
+
+class KeyStore(Protocol):
+    """What the control plane and the CLI need from a key store."""
+
+    def create(
+        self,
+        project: str,
+        scopes: tuple[str, ...],
+        name: str = "",
+        expires_at_ms: int | None = None,
+    ) -> tuple[StoredKey, str]: ...
+
+    def get(self, key_id: str) -> StoredKey | None: ...
+
+    def find(self, sha256: bytes) -> StoredKey | None: ...
+
+    def list(self, project: str | None = None) -> list[StoredKey]: ...
+
+    def revoke(self, key_id: str) -> StoredKey: ...
+
+    def rotate(self, key_id: str, grace_ms: int) -> tuple[StoredKey, str]: ...
+
+    def revision(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def default_store_path(state_dir: Path) -> Path:
+    return state_dir / STORE_FILE
+
+
+def check_scopes(scopes: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown or not scopes:
+        raise KeyStoreError(
+            f"unknown scope(s) {', '.join(map(repr, unknown))}; use one or more of "
+            f"{', '.join(SCOPES)}"
+            if unknown
+            else f"a key needs at least one scope ({', '.join(SCOPES)})"
+        )
+    return tuple(s for s in SCOPES if s in scopes)  # canonical order, no duplicates
+
+
+class SqliteKeyStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as error:
+            raise KeyStoreError(f"cannot open the key store {path}: {error}") from None
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("UPDATE api_key_revision SET revision = revision + 1")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as error:
+                raise KeyStoreError(f"the key store {self.path} failed: {error}") from None
+
+    def _row(self, row: Any) -> StoredKey:
+        (id_, project, name, prefix, sha, scopes, created, expires, revoked, rotated) = row
+        return StoredKey(
+            id=id_,
+            project=project,
+            name=name,
+            prefix=prefix,
+            sha256=bytes(sha),
+            scopes=tuple(scopes.split(",")),
+            created_at_ms=created,
+            expires_at_ms=expires,
+            revoked_at_ms=revoked,
+            rotated_to=rotated,
+        )
+
+    def _insert(
+        self,
+        db: sqlite3.Connection,
+        project: str,
+        scopes: tuple[str, ...],
+        name: str,
+        expires_at_ms: int | None,
+    ) -> tuple[StoredKey, str]:
+        key = generate_key(project)
+        stored = StoredKey(
+            id=generate_key_id(),
+            project=project,
+            name=name,
+            prefix=display_prefix(key),
+            sha256=key_hash(key),
+            scopes=scopes,
+            created_at_ms=now_ms(),
+            expires_at_ms=expires_at_ms,
+        )
+        db.execute(
+            f"INSERT INTO api_keys ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+            (
+                stored.id,
+                stored.project,
+                stored.name,
+                stored.prefix,
+                stored.sha256,
+                ",".join(stored.scopes),
+                stored.created_at_ms,
+                stored.expires_at_ms,
+            ),
+        )
+        return stored, key
+
+    def create(
+        self,
+        project: str,
+        scopes: tuple[str, ...],
+        name: str = "",
+        expires_at_ms: int | None = None,
+    ) -> tuple[StoredKey, str]:
+        if not PROJECT_PATTERN.match(project):
+            raise KeyStoreError(
+                f"invalid project {project!r}: use at most 63 lowercase letters, digits and "
+                "'-', starting and ending with a letter or digit"
+            )
+        scopes = check_scopes(scopes)
+        if len(name) > 128:
+            raise KeyStoreError("a key name is at most 128 characters")
+        with self._write() as db:
+            return self._insert(db, project, scopes, name, expires_at_ms)
+
+    def get(self, key_id: str) -> StoredKey | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)
+            ).fetchone()
+        return None if row is None else self._row(row)
+
+    def find(self, sha256: bytes) -> StoredKey | None:
+        """The key whose hash is `sha256` (the management API authenticates with it)."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_COLUMNS} FROM api_keys WHERE sha256 = ?", (sha256,)
+            ).fetchone()
+        return None if row is None else self._row(row)
+
+    def list(self, project: str | None = None) -> list[StoredKey]:
+        with self._lock:
+            if project is None:
+                rows = self._db.execute(
+                    f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at_ms, id"
+                ).fetchall()
+            else:
+                rows = self._db.execute(
+                    f"SELECT {_COLUMNS} FROM api_keys WHERE project = ? ORDER BY created_at_ms, id",
+                    (project,),
+                ).fetchall()
+        return [self._row(r) for r in rows]
+
+    def revoke(self, key_id: str) -> StoredKey:
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE api_keys SET revoked_at_ms = ? WHERE id = ? AND revoked_at_ms IS NULL",
+                (now_ms(), key_id),
+            )
+            if (
+                cursor.rowcount == 0
+                and db.execute("SELECT 1 FROM api_keys WHERE id = ?", (key_id,)).fetchone() is None
+            ):
+                raise KeyNotFound(key_id)
+            row = db.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+        return self._row(row)
+
+    def rotate(self, key_id: str, grace_ms: int) -> tuple[StoredKey, str]:
+        """A new key with the same project, name and scopes; the old one stays valid for
+        `grace_ms` more (never longer than it already would)."""
+        if grace_ms < 0:
+            raise KeyStoreError("the grace period cannot be negative")
+        with self._write() as db:
+            row = db.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+            if row is None:
+                raise KeyNotFound(key_id)
+            old = self._row(row)
+            now = now_ms()
+            if old.state(now) != "active":
+                raise KeyStoreError(
+                    f"API key {key_id} is {old.state(now)}; only an active key rotates"
+                )
+            new, key = self._insert(db, old.project, old.scopes, old.name, old.expires_at_ms)
+            until = now + grace_ms
+            if old.expires_at_ms is not None:
+                until = min(until, old.expires_at_ms)
+            db.execute(
+                "UPDATE api_keys SET expires_at_ms = ?, rotated_to = ? WHERE id = ?",
+                (until, new.id, key_id),
+            )
+        return new, key
+
+    def revision(self) -> int:
+        with self._lock:
+            try:
+                row = self._db.execute(
+                    "SELECT revision FROM api_key_revision WHERE id = 1"
+                ).fetchone()
+            except sqlite3.Error as error:
+                raise KeyStoreError(f"the key store {self.path} failed: {error}") from None
+        return int(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
