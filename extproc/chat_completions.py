@@ -1,8 +1,9 @@
 """`POST /{project}/{slug}/v1/chat/completions`: the request body stage.
 
-Parses the body, resolves the requested model to its backend target, and returns the
-mutations that send the request there: the routing header, the backend's path,
-authority and key, and the backend's model name in the body when it differs.
+Parses and validates the body, resolves the requested model to its backend target,
+clamps `max_tokens` / `max_completion_tokens` to what the target model can produce, and
+returns the mutations that send the request there: the routing header, the backend's
+path, authority and key, and the body with the backend's model name.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import orjson
 
 from extproc.errors import InvalidRequest, ModelNotFound
+from extproc.openai_request import validate_chat_request
 from extproc.routes import EndpointRoutes, RouteTable, Target
 
 API_PATH = "chat/completions"
@@ -25,6 +27,7 @@ class RoutedRequest:
     stream: bool
     headers: list[tuple[str, bytes]]
     body: bytes  # what goes upstream: exactly the request that was checked
+    clamped_from: int | None  # the client's max tokens value, when it was clamped
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -42,13 +45,30 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
+TOKEN_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")
+
+
+def clamp_max_tokens(body: dict[str, Any], capacity: int) -> int | None:
+    """Lower the token limits above `capacity` to it; return the largest original value
+    that was lowered, or None. A capacity of 0 (unknown) clamps nothing."""
+    clamped: int | None = None
+    if capacity <= 0:
+        return None
+    for field in TOKEN_LIMIT_FIELDS:
+        value = body.get(field)
+        if isinstance(value, int) and not isinstance(value, bool) and value > capacity:
+            body[field] = capacity
+            clamped = value if clamped is None else max(clamped, value)
+    return clamped
+
+
 def route(
     endpoint: EndpointRoutes,
-    raw_body: bytes,
+    body: dict[str, Any],
     table: RouteTable,
     query: str,
 ) -> RoutedRequest:
-    body = parse_body(raw_body)
+    """Validate `body` (changed in place) and route it; raises GatewayError."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest(
@@ -61,7 +81,9 @@ def route(
             f"/{endpoint.project}/{endpoint.slug}/v1 or you do not have access to it.",
             param="model",
         )
+    validate_chat_request(body)
     target = targets[0]
+    clamped_from = clamp_max_tokens(body, target.max_output_tokens)
     path = f"{target.path_prefix}/{API_PATH}"
     if query:
         path = f"{path}?{query}"
@@ -83,4 +105,6 @@ def route(
             "The request body is nested too deeply.", code="invalid_json"
         ) from None
     headers.append(("content-length", str(len(upstream_body)).encode()))
-    return RoutedRequest(target, model, body.get("stream") is True, headers, upstream_body)
+    return RoutedRequest(
+        target, model, body.get("stream") is True, headers, upstream_body, clamped_from
+    )

@@ -1,10 +1,12 @@
-"""The xDS (ADS, State of the World) client that receives ext_proc's runtime config.
+"""The xDS (ADS, State of the World) client that receives ext_proc's config.
 
-It subscribes to `weir.config.v1.RuntimeConfig`, compiles each response into a
-RouteTable, swaps it in whole and ACKs; a config that does not compile is NACKed with
-the reason and the previous table keeps serving. When the control plane goes away the
-last table keeps serving and the client reconnects with capped exponential backoff,
-telling the server which version it holds so that nothing unchanged is resent.
+It subscribes, on one ADS stream, to weir's own resource types: the runtime config
+(`weir.config.v1.RuntimeConfig`, compiled into a RouteTable) and the API keys
+(`weir.config.v1.ApiKeySet`, compiled into a KeyIndex). Each response is compiled and
+swapped in whole, then ACKed; one that does not compile is NACKed with the reason and
+the previous one keeps serving. Versions are per type. When the control plane goes away
+the last config keeps serving and the client reconnects with capped exponential backoff,
+telling the server which versions it holds so that nothing unchanged is resent.
 """
 
 from __future__ import annotations
@@ -13,54 +15,107 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 
 import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.protobuf.message import Message
 from google.rpc import status_pb2
 
+from extproc.auth import KeyIndex, KeyIndexHolder, KeySetInvalid
 from extproc.routes import RouteTable, RouteTableHolder, RuntimeConfigInvalid
-from weir.config.v1 import runtime_pb2
+from weir.config.v1 import keys_pb2, runtime_pb2
 
 log = logging.getLogger("weir.extproc.xds")
 
 RUNTIME_TYPE_URL = "type.googleapis.com/weir.config.v1.RuntimeConfig"
-RUNTIME_RESOURCE_NAME = "runtime"
+KEYS_TYPE_URL = "type.googleapis.com/weir.config.v1.ApiKeySet"
 
 
-class RuntimeConfigClient:
+@dataclass
+class Subscription:
+    """One resource type: how to decode it, and how to compile and swap it in.
+
+    `apply` raises `rejects` for a resource that must be NACKed."""
+
+    type_url: str
+    what: str  # for log lines
+    message: type[Message]
+    apply: Callable[[Message], None]
+    rejects: tuple[type[Exception], ...]
+    # Zero resources mean an empty one (no keys), rather than a broken response.
+    empty_allowed: bool = False
+    version: str = ""  # last accepted version
+    nacks: list[str] = field(default_factory=list)
+
+    def accept(self, response: discovery_pb2.DiscoveryResponse) -> str | None:
+        """Compile and swap in; return the error text for a NACK, or None."""
+        messages = []
+        for packed in response.resources:
+            message = self.message()
+            if not packed.Unpack(message):
+                return f"unexpected resource type {packed.type_url}"
+            messages.append(message)
+        if not messages and self.empty_allowed:
+            messages.append(self.message())
+        if len(messages) != 1:
+            return f"expected exactly one {self.what} resource, got {len(messages)}"
+        try:
+            self.apply(messages[0])
+        except self.rejects as error:
+            return str(error)
+        return None
+
+
+def runtime_subscription(holder: RouteTableHolder) -> Subscription:
+    def apply(message: Message) -> None:
+        assert isinstance(message, runtime_pb2.RuntimeConfig)
+        holder.table = RouteTable.compile(message)
+
+    return Subscription(
+        RUNTIME_TYPE_URL,
+        "runtime config",
+        runtime_pb2.RuntimeConfig,
+        apply,
+        (RuntimeConfigInvalid,),
+    )
+
+
+def keys_subscription(holder: KeyIndexHolder) -> Subscription:
+    def apply(message: Message) -> None:
+        assert isinstance(message, keys_pb2.ApiKeySet)
+        holder.index = KeyIndex.compile(message)
+
+    return Subscription(
+        KEYS_TYPE_URL,
+        "API key set",
+        keys_pb2.ApiKeySet,
+        apply,
+        (KeySetInvalid,),
+        empty_allowed=True,
+    )
+
+
+class ConfigClient:
     def __init__(
         self,
         target: str,
         node_id: str,
-        holder: RouteTableHolder,
-        on_applied: Callable[[RouteTable], Awaitable[None]] | None = None,
+        subscriptions: list[Subscription],
+        on_applied: Callable[[], Awaitable[None]] | None = None,
         max_backoff_s: float = 2.0,
     ) -> None:
         self._target = target
         self._node = base_pb2.Node(id=node_id, cluster="weir-extproc")
-        self._holder = holder
+        self.subscriptions = {s.type_url: s for s in subscriptions}
         self._on_applied = on_applied
         self._max_backoff = max_backoff_s
-        self.version = ""  # last accepted version
-        self.nacks: list[str] = []
 
-    def _apply(self, response: discovery_pb2.DiscoveryResponse) -> str | None:
-        """Compile and swap in; return the error text for a NACK, or None."""
-        runtimes = []
-        for packed in response.resources:
-            runtime = runtime_pb2.RuntimeConfig()
-            if not packed.Unpack(runtime):
-                return f"unexpected resource type {packed.type_url}"
-            runtimes.append(runtime)
-        if len(runtimes) != 1:
-            return f"expected exactly one RuntimeConfig resource, got {len(runtimes)}"
-        try:
-            table = RouteTable.compile(runtimes[0])
-        except RuntimeConfigInvalid as error:
-            return str(error)
-        self._holder.table = table
-        return None
+    @property
+    def complete(self) -> bool:
+        """Has every subscribed type been accepted at least once?"""
+        return all(s.version for s in self.subscriptions.values())
 
     async def _requests(
         self, outbox: asyncio.Queue[discovery_pb2.DiscoveryRequest]
@@ -72,36 +127,39 @@ class RuntimeConfigClient:
         async with grpc.aio.insecure_channel(self._target) as channel:
             stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
             outbox: asyncio.Queue[discovery_pb2.DiscoveryRequest] = asyncio.Queue()
-            await outbox.put(
-                discovery_pb2.DiscoveryRequest(
-                    node=self._node,
-                    type_url=RUNTIME_TYPE_URL,
-                    version_info=self.version,
+            for i, held in enumerate(self.subscriptions.values()):
+                request = discovery_pb2.DiscoveryRequest(
+                    type_url=held.type_url,
+                    version_info=held.version,
                     resource_names=[],
                 )
-            )
+                if i == 0:
+                    request.node.CopyFrom(self._node)
+                await outbox.put(request)
             call = stub.StreamAggregatedResources(self._requests(outbox))
             async for response in call:
-                if response.type_url != RUNTIME_TYPE_URL:
+                subscription = self.subscriptions.get(response.type_url)
+                if subscription is None:
                     continue
-                error = self._apply(response)
+                error = subscription.accept(response)
                 request = discovery_pb2.DiscoveryRequest(
-                    type_url=RUNTIME_TYPE_URL, response_nonce=response.nonce
+                    type_url=subscription.type_url, response_nonce=response.nonce
                 )
                 if error is None:
-                    self.version = response.version_info
-                    request.version_info = self.version
-                    log.info("runtime config %s applied", self.version)
-                    if self._on_applied is not None and self._holder.table is not None:
-                        await self._on_applied(self._holder.table)
+                    subscription.version = response.version_info
+                    request.version_info = subscription.version
+                    log.info("%s %s applied", subscription.what, subscription.version)
+                    if self._on_applied is not None and self.complete:
+                        await self._on_applied()
                 else:
-                    self.nacks.append(error)
-                    request.version_info = self.version
+                    subscription.nacks.append(error)
+                    request.version_info = subscription.version
                     request.error_detail.CopyFrom(status_pb2.Status(code=3, message=error))
                     log.error(
-                        "runtime config %s rejected (NACK), keeping %s: %s",
+                        "%s %s rejected (NACK), keeping %s: %s",
+                        subscription.what,
                         response.version_info,
-                        self.version or "none",
+                        subscription.version or "none",
                         error,
                     )
                 await outbox.put(request)
@@ -114,10 +172,9 @@ class RuntimeConfigClient:
                 backoff = 0.1
             except grpc.aio.AioRpcError as error:
                 log.warning(
-                    "control plane %s unavailable (%s); keeping config %s, retrying",
+                    "control plane %s unavailable (%s); keeping the config held, retrying",
                     self._target,
                     error.code().name,
-                    self.version or "none",
                 )
             await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, self._max_backoff)

@@ -34,6 +34,22 @@ def header_values(headers: ext.HttpHeaders, *names: str) -> list[bytes]:
     return found
 
 
+def headers_and_prefixed(
+    headers: ext.HttpHeaders, names: tuple[str, ...], prefix: str
+) -> tuple[list[bytes], list[tuple[str, bytes]]]:
+    """The raw values of `names` (b"" where absent) and every header whose (lower-case)
+    name starts with `prefix`, in one pass over the headers."""
+    found = [b""] * len(names)
+    prefixed: list[tuple[str, bytes]] = []
+    for header in headers.headers.headers:
+        key = header.key
+        if key in names:
+            found[names.index(key)] = header.raw_value or header.value.encode()
+        elif key.startswith(prefix):
+            prefixed.append((key, header.raw_value or header.value.encode()))
+    return found, prefixed
+
+
 def set_header(key: str, value: bytes) -> base_pb2.HeaderValueOption:
     return base_pb2.HeaderValueOption(
         header=base_pb2.HeaderValue(key=key, raw_value=value), append_action=_OVERWRITE

@@ -45,6 +45,22 @@ class InvalidRequest(GatewayError):
     error_type = "invalid_request_error"
 
 
+class AuthenticationFailed(GatewayError):
+    """401: the SDK raises AuthenticationError. `code` says which way the key failed."""
+
+    status = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(GatewayError):
+    """403: the SDK raises PermissionDeniedError."""
+
+    status = 403
+    error_type = "permission_error"
+    code = "permission_denied"
+
+
 class NotFound(GatewayError):
     status = 404
     error_type = "invalid_request_error"
@@ -60,6 +76,18 @@ class ModelNotFound(NotFound):
 
 class UnknownURL(NotFound):
     code = "unknown_url"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    error_type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    error_type = "invalid_request_error"
+    code = "unsupported_media_type"
 
 
 class MethodNotAllowed(GatewayError):

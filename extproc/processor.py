@@ -4,30 +4,39 @@ Envoy opens one gRPC stream per HTTP request and sends, in order, the request he
 the buffered request body, the response headers and (for SSE, after a mode override)
 the response body chunks. Exactly one ProcessingResponse answers each message. An
 ImmediateResponse ends the exchange before the upstream is called.
+
+Stages: request headers → ids, custom properties, the URL, the API key, the endpoint;
+request body → validation, session, model routing, max-tokens clamp; response headers →
+the ids on the response, SSE switched to STREAMED. When the gRPC stream ends, the
+request's record is handed to the record sink (never blocking).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
+from typing import Final, Protocol
 
 import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ext
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_grpc
 
-from extproc import chat_completions
+from extproc import chat_completions, correlation
+from extproc.auth import INFERENCE_SCOPE, KeyIndexHolder, Principal, authorize
 from extproc.envoy_messages import (
     CONTINUE_REQUEST_TRAILERS,
     CONTINUE_RESPONSE_BODY,
-    CONTINUE_RESPONSE_HEADERS,
     CONTINUE_RESPONSE_TRAILERS,
     STREAM_RESPONSE_MODE,
     error_response,
     header_mutation,
     header_values,
+    headers_and_prefixed,
     immediate,
 )
 from extproc.errors import (
+    AuthenticationFailed,
     EndpointNotFound,
     GatewayError,
     InternalError,
@@ -35,32 +44,90 @@ from extproc.errors import (
     MethodNotAllowed,
     ModelNotFound,
     NotReady,
+    PayloadTooLarge,
     UnknownURL,
+    UnsupportedMediaType,
 )
+from extproc.records import RequestRecord
 from extproc.routes import EndpointRoutes, RouteTableHolder
 from extproc.sse import SSEDecoder
 
 log = logging.getLogger("weir.extproc")
 
-HEALTH_PATH = "/healthz"
+HEALTH_PATH: Final = "/healthz"
 # An SSE event larger than this means the stream is not SSE: decoding stops (the bytes
 # still pass through unchanged), so memory stays bounded.
-MAX_SSE_EVENT_BYTES = 1 << 20
+MAX_SSE_EVENT_BYTES: Final = 1 << 20
+NO_BACKEND: Final = b"none"
+_REQUEST_HEADERS: Final = (
+    ":method",
+    ":path",
+    "authorization",
+    "content-type",
+    "content-length",
+    "x-weir-session-id",
+    "traceparent",
+    "x-request-id",
+)
+
+
+class RecordSink(Protocol):
+    def submit(self, record: RequestRecord) -> None: ...
 
 
 class Exchange:
     """What ext_proc knows about one HTTP request/response."""
 
-    __slots__ = ("endpoint", "finished", "query", "routed", "routes", "sse", "table")
+    __slots__ = (
+        "clamped_from",
+        "client_session",
+        "endpoint",
+        "error_code",
+        "finished",
+        "keys",
+        "principal",
+        "project",
+        "properties",
+        "query",
+        "request_id",
+        "routed",
+        "routes",
+        "session_id",
+        "sse",
+        "started",
+        "started_at",
+        "status",
+        "table",
+        "trace_id",
+        "ttft_ms",
+        "turn",
+    )
 
-    def __init__(self, routes: RouteTableHolder) -> None:
+    def __init__(self, routes: RouteTableHolder, keys: KeyIndexHolder) -> None:
         self.routes = routes
+        self.keys = keys
         self.table = routes.table
         self.endpoint: EndpointRoutes | None = None
+        self.project = ""  # from the URL; set once the URL has the endpoint shape
+        self.principal: Principal | None = None
+        self.properties: dict[str, str] = {}
         self.query = ""
         self.routed: chat_completions.RoutedRequest | None = None
         self.sse: SSEDecoder | None = None
         self.finished = False
+        self.request_id = ""
+        self.trace_id = ""
+        self.session_id = ""
+        self.client_session = False
+        self.turn = 0
+        self.clamped_from: int | None = None
+        self.status = 0
+        self.error_code: str | None = None
+        self.started = 0.0
+        self.started_at = 0.0
+        self.ttft_ms: float | None = None
+
+    # --- dispatch -------------------------------------------------------------------------
 
     def handle(self, message: ext.ProcessingRequest) -> ext.ProcessingResponse:
         kind = message.WhichOneof("request")
@@ -74,34 +141,85 @@ class Exchange:
             if kind == "response_body":
                 return self.on_response_body(message.response_body)
         except GatewayError as error:
-            self.finished = True
-            return error_response(error)
+            return self.fail(error)
         except Exception:
             # A bug must not become a gRPC error (Envoy would show its details to the
             # client): answer a plain 500 envelope and keep the details in the log.
             log.exception("ext_proc failed on a %s message", kind)
-            self.finished = True
-            return error_response(InternalError("The gateway failed to process the request."))
+            return self.fail(InternalError("The gateway failed to process the request."))
         if kind == "request_trailers":
             return CONTINUE_REQUEST_TRAILERS
         return CONTINUE_RESPONSE_TRAILERS
 
+    def fail(self, error: GatewayError) -> ext.ProcessingResponse:
+        self.finished = True
+        self.status = error.status
+        self.error_code = error.code
+        headers = self.correlation_headers()
+        if isinstance(error, AuthenticationFailed):
+            headers.append(("www-authenticate", b'Bearer realm="weir"'))
+        return error_response(error, headers)
+
+    def correlation_headers(self) -> list[tuple[str, bytes]]:
+        """The headers every response carries, errors included."""
+        headers = [
+            ("x-request-id", self.request_id.encode()),
+            ("x-weir-trace-id", self.trace_id.encode()),
+            ("x-weir-session-id", self.session_id.encode()),
+            (
+                "x-weir-backend",
+                self.routed.target.backend.encode() if self.routed else NO_BACKEND,
+            ),
+        ]
+        if self.clamped_from is not None:
+            headers.append(("x-weir-max-tokens-clamped", str(self.clamped_from).encode()))
+        return headers
+
+    # --- request headers ------------------------------------------------------------------
+
     def on_request_headers(self, message: ext.HttpHeaders) -> ext.ProcessingResponse:
-        raw_method, raw_path = header_values(message, ":method", ":path")
+        self.started = time.perf_counter()
+        self.started_at = time.time()
+        (
+            (
+                raw_method,
+                raw_path,
+                authorization,
+                content_type,
+                length,
+                session,
+                traceparent,
+                request_id,
+            ),
+            property_headers,
+        ) = headers_and_prefixed(message, _REQUEST_HEADERS, correlation.PROPERTY_PREFIX)
+        # Envoy's request id (it generates one, and returns it in the response), so that
+        # Envoy's access log, Weir's records and the client all name a request alike.
+        self.request_id = correlation.request_id_from(request_id)
+        self.trace_id = correlation.trace_id_from(traceparent)
+        self.session_id = correlation.new_session_id()
         method = raw_method.decode("latin-1")
         path, _, self.query = (raw_path or b"/").decode("latin-1").partition("?")
         table = self.table
         if path == HEALTH_PATH:
             self.finished = True
-            if table is None:
-                return error_response(NotReady("Weir has not received its configuration yet."))
+            if table is None or self.keys.index is None:
+                raise NotReady("Weir has not received its configuration yet.")
             body = b'{"status":"ok","config":"' + table.revision.encode() + b'"}'
-            return immediate(200, body, "weir_healthz")
-        if table is None:
+            return immediate(200, body, "weir_healthz", self.correlation_headers())
+        keys = self.keys.index
+        if table is None or keys is None:
             raise NotReady("Weir has not received its configuration yet.")
         parts = path.split("/", 4)
-        if len(parts) < 4 or parts[3] != "v1":
+        if len(parts) < 4 or parts[3] != "v1" or not parts[1] or not parts[2]:
             raise UnknownURL(f"Invalid URL ({method} {path})")
+        self.project = parts[1]
+        client_session = correlation.client_session_id(session)
+        if client_session is not None:
+            self.session_id = client_session
+            self.client_session = True
+        self.properties = correlation.check_properties(property_headers)
+        self.principal = keys.authenticate(authorization)
         endpoint = table.endpoint(parts[1], parts[2])
         if endpoint is None:
             raise EndpointNotFound(
@@ -109,42 +227,86 @@ class Exchange:
                 "(expected /{project}/{endpoint}/v1)."
             )
         self.endpoint = endpoint
+        authorize(self.principal, endpoint.project, INFERENCE_SCOPE)
         api = parts[4] if len(parts) == 5 else ""
         if api == chat_completions.API_PATH:
-            if method != "POST":
-                raise MethodNotAllowed(f"Method {method} is not allowed on {path}; use POST.")
-            if message.end_of_stream:
-                raise InvalidRequest("The request body is empty; expected a JSON object.")
-            # The client's gateway key never goes upstream; the backend's key is set
-            # once the backend is chosen. Nobody but ext_proc chooses the cluster.
-            return ext.ProcessingResponse(
-                request_headers=ext.HeadersResponse(
-                    response=ext.CommonResponse(
-                        header_mutation=header_mutation(
-                            remove=(
-                                "authorization",
-                                table.cluster_header,
-                                table.endpoint_header,
-                            )
-                        )
-                    )
-                )
+            return self.chat_completions_headers(
+                method, path, content_type, length, message.end_of_stream, property_headers
             )
         if api == "models" or api.startswith("models/"):
             if method != "GET":
                 raise MethodNotAllowed(f"Method {method} is not allowed on {path}; use GET.")
             self.finished = True
+            self.status = 200
             if api == "models":
-                return immediate(200, endpoint.models_body, "weir_models")
+                return immediate(
+                    200, endpoint.models_body, "weir_models", self.correlation_headers()
+                )
             model = api.removeprefix("models/")
             model_body = endpoint.model_body(model)
             if model_body is None:
                 raise ModelNotFound(f"The model `{model}` does not exist.", param="model")
-            return immediate(200, model_body, "weir_model")
+            return immediate(200, model_body, "weir_model", self.correlation_headers())
         raise UnknownURL(f"Invalid URL ({method} {path})")
 
+    def chat_completions_headers(
+        self,
+        method: str,
+        path: str,
+        content_type: bytes,
+        length: bytes,
+        end_of_stream: bool,
+        property_headers: list[tuple[str, bytes]],
+    ) -> ext.ProcessingResponse:
+        table = self.table
+        assert table is not None
+        if method == "HEAD":
+            self.finished = True
+            self.status = 204
+            return ext.ProcessingResponse(
+                immediate_response=ext.ImmediateResponse(
+                    status={"code": 204},
+                    headers=header_mutation(self.correlation_headers()),
+                    details="weir_head",
+                )
+            )
+        if method != "POST":
+            raise MethodNotAllowed(f"Method {method} is not allowed on {path}; use POST.")
+        if content_type and not content_type.split(b";", 1)[0].strip().lower().endswith(b"/json"):
+            raise UnsupportedMediaType(
+                f"Unsupported Content-Type '{content_type.decode('latin-1')[:100]}': send "
+                "the request body as JSON with 'Content-Type: application/json'."
+            )
+        if table.max_request_bytes and length.isdigit() and int(length) > table.max_request_bytes:
+            raise PayloadTooLarge(
+                f"The request body is {int(length)} bytes; this gateway accepts at most "
+                f"{table.max_request_bytes} bytes."
+            )
+        if end_of_stream:
+            raise InvalidRequest("The request body is empty; expected a JSON object.")
+        # The client's gateway key never goes upstream; the backend's key is set once the
+        # backend is chosen. Nobody but ext_proc chooses the cluster. Weir's own request
+        # headers stay with Weir.
+        return ext.ProcessingResponse(
+            request_headers=ext.HeadersResponse(
+                response=ext.CommonResponse(
+                    header_mutation=header_mutation(
+                        remove=(
+                            "authorization",
+                            table.cluster_header,
+                            table.endpoint_header,
+                            "x-weir-session-id",
+                            *(name for name, _ in property_headers),
+                        )
+                    )
+                )
+            )
+        )
+
+    # --- request body ---------------------------------------------------------------------
+
     def on_request_body(self, message: ext.HttpBody) -> ext.ProcessingResponse:
-        if self.endpoint is None:
+        if self.endpoint is None or self.principal is None:
             # Only reachable if Envoy sent a body for a request we did not route:
             # never let it through unchecked.
             raise UnknownURL("Invalid URL")
@@ -157,25 +319,40 @@ class Exchange:
             raise EndpointNotFound(
                 f"The endpoint /{self.endpoint.project}/{self.endpoint.slug}/v1 was just removed."
             )
-        routed = chat_completions.route(endpoint, message.body, table, self.query)
+        body = chat_completions.parse_body(message.body)
+        self.turn = correlation.turn_of(body)
+        # A client's session id is kept; ours is a placeholder until the body is read.
+        if not self.client_session:
+            self.session_id = correlation.derive_session(
+                endpoint.project, self.principal.key_id, body
+            )
+        routed = chat_completions.route(endpoint, body, table, self.query)
         self.routed = routed
+        self.clamped_from = routed.clamped_from
         common = ext.CommonResponse(
             header_mutation=header_mutation(routed.headers), clear_route_cache=True
         )
         common.body_mutation.body = routed.body
         return ext.ProcessingResponse(request_body=ext.BodyResponse(response=common))
 
+    # --- response -------------------------------------------------------------------------
+
     def on_response_headers(self, message: ext.HttpHeaders) -> ext.ProcessingResponse:
-        (content_type,) = header_values(message, "content-type")
+        status, content_type = header_values(message, ":status", "content-type")
+        self.status = int(status) if status.isdigit() else 0
+        common = ext.CommonResponse(header_mutation=header_mutation(self.correlation_headers()))
         if content_type.startswith(b"text/event-stream"):
             # Stream the body through chunk by chunk: never buffer an SSE response.
             self.sse = SSEDecoder()
             return ext.ProcessingResponse(
-                response_headers=ext.HeadersResponse(), mode_override=STREAM_RESPONSE_MODE
+                response_headers=ext.HeadersResponse(response=common),
+                mode_override=STREAM_RESPONSE_MODE,
             )
-        return CONTINUE_RESPONSE_HEADERS
+        return ext.ProcessingResponse(response_headers=ext.HeadersResponse(response=common))
 
     def on_response_body(self, message: ext.HttpBody) -> ext.ProcessingResponse:
+        if self.ttft_ms is None and message.body:
+            self.ttft_ms = (time.perf_counter() - self.started) * 1000
         if self.sse is not None:
             self.sse.feed(message.body)
             if len(self.sse.pending) > MAX_SSE_EVENT_BYTES:
@@ -183,18 +360,56 @@ class Exchange:
                 self.sse = None
         return CONTINUE_RESPONSE_BODY
 
+    # --- the record -----------------------------------------------------------------------
+
+    def record(self) -> RequestRecord | None:
+        """The request's record, once the exchange is over; None for what is not an API
+        request (health checks, URLs without a project)."""
+        if not self.project:
+            return None
+        routed = self.routed
+        return RequestRecord(
+            request_id=self.request_id,
+            trace_id=self.trace_id,
+            session_id=self.session_id,
+            turn=self.turn,
+            project=self.project,
+            endpoint=self.endpoint.name if self.endpoint else "",
+            key_id=self.principal.key_id if self.principal else "",
+            requested_model=routed.model if routed else "",
+            served_model=routed.target.model if routed else "",
+            backend=routed.target.backend if routed else "",
+            status=self.status,
+            stream=bool(routed and routed.stream),
+            started_at=self.started_at,
+            latency_ms=(time.perf_counter() - self.started) * 1000,
+            ttft_ms=self.ttft_ms,
+            properties=self.properties,
+            error_code=self.error_code,
+        )
+
 
 class ExternalProcessor(ext_grpc.ExternalProcessorServicer):  # type: ignore[misc]
-    def __init__(self, routes: RouteTableHolder) -> None:
+    def __init__(
+        self, routes: RouteTableHolder, keys: KeyIndexHolder, records: RecordSink | None = None
+    ) -> None:
         self._routes = routes
+        self._keys = keys
+        self._records = records
 
     async def Process(
         self,
         request_iterator: AsyncIterator[ext.ProcessingRequest],
         context: grpc.aio.ServicerContext[ext.ProcessingRequest, ext.ProcessingResponse],
     ) -> AsyncIterator[ext.ProcessingResponse]:
-        exchange = Exchange(self._routes)
-        async for message in request_iterator:
-            yield exchange.handle(message)
-            if exchange.finished:
-                return
+        exchange = Exchange(self._routes, self._keys)
+        try:
+            async for message in request_iterator:
+                yield exchange.handle(message)
+                if exchange.finished:
+                    return
+        finally:
+            if self._records is not None:
+                record = exchange.record()
+                if record is not None:
+                    self._records.submit(record)

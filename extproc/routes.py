@@ -28,6 +28,7 @@ class Target:
     path_prefix: str
     authority: str
     authorization: bytes  # b"" when the backend takes no key
+    max_output_tokens: int  # 0 when the Backend does not say
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,7 @@ class RouteTable:
     revision: str
     cluster_header: str
     endpoint_header: str
+    max_request_bytes: int  # 0 = no limit of ext_proc's own
     endpoints: MappingProxyType[tuple[str, str], EndpointRoutes]
 
     def endpoint(self, project: str, slug: str) -> EndpointRoutes | None:
@@ -100,6 +102,14 @@ class RouteTable:
                                 if target_backend.api_key
                                 else b""
                             ),
+                            max_output_tokens=next(
+                                (
+                                    m.max_output_tokens
+                                    for m in target_backend.models
+                                    if m.name == t.model
+                                ),
+                                0,
+                            ),
                         )
                     )
                 models[route.name] = tuple(targets)
@@ -115,6 +125,7 @@ class RouteTable:
             config.revision,
             config.cluster_header,
             config.endpoint_header,
+            config.max_request_bytes,
             MappingProxyType(endpoints),
         )
 

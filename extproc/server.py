@@ -1,6 +1,7 @@
 """The ext_proc process: a grpc.aio server with health checking and graceful shutdown.
 
-Health is NOT_SERVING until the first runtime config from the control plane is applied.
+Health is NOT_SERVING until the first runtime config and API key set from the control
+plane are applied.
 On SIGTERM it reports NOT_SERVING, stops taking new streams and lets the ones in flight
 finish (up to the grace period).
 """
@@ -11,15 +12,18 @@ import asyncio
 import logging
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_grpc
 from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from extproc.config_client import RuntimeConfigClient
+from extproc.auth import KeyIndexHolder
+from extproc.config_client import ConfigClient, keys_subscription, runtime_subscription
 from extproc.processor import ExternalProcessor
-from extproc.routes import RouteTable, RouteTableHolder
+from extproc.records import RecordWriter
+from extproc.routes import RouteTableHolder
 
 log = logging.getLogger("weir.extproc")
 
@@ -32,20 +36,29 @@ class ExtProcSettings:
     control_plane: str  # host:port of the xDS server
     node_id: str
     grace_s: float = 5.0
+    # Where request records go (an SQLite file); None: not recorded.
+    records_path: Path | None = None
 
 
 class ExtProcServer:
     def __init__(self, settings: ExtProcSettings) -> None:
         self.settings = settings
         self.routes = RouteTableHolder()
+        self.keys = KeyIndexHolder()
         self.health = health_aio.HealthServicer()
-        self.client = RuntimeConfigClient(
-            settings.control_plane, settings.node_id, self.routes, on_applied=self._on_applied
+        self.client = ConfigClient(
+            settings.control_plane,
+            settings.node_id,
+            [runtime_subscription(self.routes), keys_subscription(self.keys)],
+            on_applied=self._on_applied,
+        )
+        self.records = (
+            RecordWriter(settings.records_path) if settings.records_path is not None else None
         )
         self._stopping = asyncio.Event()
         self.bound_port = 0
 
-    async def _on_applied(self, table: RouteTable) -> None:
+    async def _on_applied(self) -> None:
         await self.health.set(HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
 
@@ -60,13 +73,17 @@ class ExtProcServer:
                 ("grpc.http2.max_ping_strikes", 0),
             ]
         )
-        ext_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(self.routes), server)
+        ext_grpc.add_ExternalProcessorServicer_to_server(
+            ExternalProcessor(self.routes, self.keys, self.records), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         for service in (HEALTH_SERVICE, ""):
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.bound_port = server.add_insecure_port(self.settings.listen)
         if self.bound_port == 0:
             raise OSError(f"cannot listen on {self.settings.listen}")
+        if self.records is not None:
+            self.records.start()
         await server.start()
         log.info("ext_proc listening on %s", self.settings.listen)
         client = asyncio.create_task(self.client.run())
@@ -76,6 +93,8 @@ class ExtProcServer:
             await self.health.enter_graceful_shutdown()
             await server.stop(grace=self.settings.grace_s)
             client.cancel()
+            if self.records is not None:
+                await asyncio.to_thread(self.records.close)
             log.info("ext_proc stopped")
 
     def stop(self) -> None:

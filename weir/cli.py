@@ -1,4 +1,4 @@
-"""The `weir` command: up | validate | controlplane | extproc | mock-llm."""
+"""The `weir` command: up | validate | keys | requests | controlplane | extproc | mock-llm."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from weir import keys_cli
 
 
 def _logging(verbose: bool = False) -> None:
@@ -52,6 +54,8 @@ def _cmd_controlplane(args: argparse.Namespace) -> int:
             extproc_message_timeout_ms=args.extproc_message_timeout_ms,
             max_request_bytes=args.max_request_bytes,
         ),
+        store_path=Path(args.store),
+        management=Address.parse(args.management_address) if args.management_address else None,
     )
     asyncio.run(serve(settings))
     return 0
@@ -61,8 +65,23 @@ def _cmd_extproc(args: argparse.Namespace) -> int:
     from extproc.server import ExtProcSettings, serve
 
     _logging(args.verbose)
-    asyncio.run(serve(ExtProcSettings(args.listen, args.control_plane, args.node_id)))
+    records = Path(args.records) if args.records else None
+    asyncio.run(
+        serve(ExtProcSettings(args.listen, args.control_plane, args.node_id, records_path=records))
+    )
     return 0
+
+
+def _cmd_requests_tail(args: argparse.Namespace) -> int:
+    from controlplane.keystore import default_store_path
+    from weir.requests_tail import tail
+
+    return tail(
+        default_store_path(Path(args.state_dir)),
+        lines=args.lines,
+        follow=not args.no_follow,
+        as_json=args.json,
+    )
 
 
 def _cmd_mock_llm(args: argparse.Namespace) -> int:
@@ -84,9 +103,10 @@ def _endpoints_of(config_dir: Path) -> object:
 
 def _cmd_up(args: argparse.Namespace) -> int:
     from controlplane.dataplane import Address, DataPlaneSettings
-    from controlplane.errors import ConfigInvalid
+    from controlplane.errors import ConfigInvalid, KeyStoreError
     from controlplane.publisher import generate
     from controlplane.source_files import load_directory
+    from weir.first_keys import first_keys
     from weir.supervisor import UpSettings, run_up
 
     config_dir = Path(args.config)
@@ -111,7 +131,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
     try:
         # Loading validates the resources; translating them as the control plane will
         # also checks that every provider key the config names is in the environment.
-        generate(load_directory(config_dir, environ), dataplane, environ)
+        config = load_directory(config_dir, environ)
+        generate(config, dataplane, environ)
     except ConfigInvalid as error:
         print(f"weir up: the config in {config_dir} is invalid:", file=sys.stderr)
         for item in error.errors:
@@ -119,6 +140,11 @@ def _cmd_up(args: argparse.Namespace) -> int:
         return 2
     except Exception as error:  # what the control plane would choke on: say it now
         print(f"weir up: the config in {config_dir} cannot be used: {error}", file=sys.stderr)
+        return 2
+    try:
+        new_keys = first_keys(Path(args.state_dir), config.endpoints)
+    except KeyStoreError as error:
+        print(f"weir up: {error}", file=sys.stderr)
         return 2
     settings = UpSettings(
         config_dir=config_dir,
@@ -128,7 +154,9 @@ def _cmd_up(args: argparse.Namespace) -> int:
         xds_port=args.xds_port,
         extproc_port=args.extproc_port,
         admin_port=args.admin_port,
+        management_port=args.management_port,
         mock_port=args.mock_port,
+        extproc_replicas=args.extproc_replicas,
         start_mock=not args.no_mock,
         mock_ttft_ms=args.mock_ttft_ms,
         mock_tpot_ms=args.mock_tpot_ms,
@@ -136,7 +164,9 @@ def _cmd_up(args: argparse.Namespace) -> int:
         extproc_message_timeout_ms=args.extproc_message_timeout_ms,
         verbose=args.verbose,
     )
-    return asyncio.run(run_up(settings, _endpoints_of(config_dir)))  # type: ignore[arg-type]
+    return asyncio.run(
+        run_up(settings, _endpoints_of(config_dir), new_keys)  # type: ignore[arg-type]
+    )
 
 
 def _in_range(low: int, high: int) -> Callable[[str], int]:
@@ -162,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--extproc-port", type=int, default=0, help="0 = pick a free port")
     up.add_argument("--admin-port", type=int, default=0, help="Envoy admin; 0 = free port")
     up.add_argument("--mock-port", type=int, default=0, help="0 = pick a free port")
+    up.add_argument("--management-port", type=int, default=0, help="0 = pick a free port")
+    up.add_argument(
+        "--extproc-replicas",
+        type=_in_range(1, 16),
+        default=1,
+        help="how many ext_proc processes Envoy balances over",
+    )
     up.add_argument("--no-mock", action="store_true", help="do not start the mock LLM")
     up.add_argument(
         "--max-request-bytes",
@@ -196,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plane.add_argument("--extproc-message-timeout-ms", type=_in_range(1, 3_600_000), default=5000)
     plane.add_argument("--max-request-bytes", type=_in_range(1024, 1 << 30), default=8 << 20)
+    plane.add_argument("--store", default=".weir/weir.db", help="the key store (SQLite file)")
+    plane.add_argument(
+        "--management-address", help="host:port to serve the management API on (default: off)"
+    )
     plane.add_argument("-v", "--verbose", action="store_true")
     plane.set_defaults(func=_cmd_controlplane)
 
@@ -203,8 +244,20 @@ def build_parser() -> argparse.ArgumentParser:
     extproc.add_argument("--listen", default="127.0.0.1:18080")
     extproc.add_argument("--control-plane", default="127.0.0.1:18000")
     extproc.add_argument("--node-id", default=f"extproc-{os.getpid()}")
+    extproc.add_argument("--records", help="SQLite file to write request records to")
     extproc.add_argument("-v", "--verbose", action="store_true")
     extproc.set_defaults(func=_cmd_extproc)
+
+    keys_cli.add_parser(sub)
+
+    requests = sub.add_parser("requests", help="request records")
+    requests_actions = requests.add_subparsers(dest="requests_command", required=True)
+    tail = requests_actions.add_parser("tail", help="print request records as they arrive")
+    tail.add_argument("--state-dir", default=".weir")
+    tail.add_argument("-n", "--lines", type=int, default=10, help="records shown first")
+    tail.add_argument("--no-follow", action="store_true", help="print and exit")
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    tail.set_defaults(func=_cmd_requests_tail)
 
     mock = sub.add_parser("mock-llm", help="run the OpenAI-compatible mock LLM")
     mock.add_argument("--host", default="127.0.0.1")

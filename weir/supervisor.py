@@ -26,6 +26,7 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from controlplane.keystore import default_store_path
 from weir.envoy_launch import envoy_argv, write_bootstrap
 from weir.ports import free_port, port_in_use
 
@@ -117,7 +118,7 @@ class Part:
                 await asyncio.wait_for(self.pump, 2)
 
 
-UP_PORTS = ("port", "mock", "xds", "extproc", "admin")
+UP_PORTS = ("port", "mock", "xds", "extproc", "admin", "management")
 
 
 def up_argv(config_dir: Path, state_dir: Path, ports: dict[str, int], *extra: str) -> list[str]:
@@ -142,6 +143,8 @@ def up_argv(config_dir: Path, state_dir: Path, ports: dict[str, int], *extra: st
         str(ports["extproc"]),
         "--admin-port",
         str(ports["admin"]),
+        "--management-port",
+        str(ports["management"]),
         *extra,
     ]
 
@@ -155,7 +158,9 @@ class UpSettings:
     xds_port: int = 0
     extproc_port: int = 0
     admin_port: int = 0
+    management_port: int = 0
     mock_port: int = 0
+    extproc_replicas: int = 1
     start_mock: bool = True
     mock_ttft_ms: float = 0.0
     mock_tpot_ms: float = 0.0
@@ -225,6 +230,7 @@ class Stack:
         self.settings = settings
         self.parts: list[Part] = []
         self.env = dict(os.environ)
+        self.management_url = ""
 
     def _part(self, name: str, argv: Sequence[str]) -> Part:
         logs = self.settings.state_dir / "logs"
@@ -247,8 +253,12 @@ class Stack:
                 "stop what uses it or choose another with --port"
             )
         xds_port = _pick(s.xds_port, "xDS server", "--xds-port")
-        extproc_port = _pick(s.extproc_port, "ext_proc server", "--extproc-port")
+        extproc_ports = [_pick(s.extproc_port, "ext_proc server", "--extproc-port")]
+        extproc_ports += [free_port() for _ in range(s.extproc_replicas - 1)]
         admin_port = _pick(s.admin_port, "Envoy admin", "--admin-port")
+        management_port = _pick(s.management_port, "management API", "--management-port")
+        self.management_url = f"http://127.0.0.1:{management_port}"
+        store = default_store_path(s.state_dir)
         me = [sys.executable, "-m", "weir"]
 
         if s.start_mock:
@@ -284,8 +294,11 @@ class Stack:
                 f"127.0.0.1:{xds_port}",
                 "--listen",
                 f"{s.host}:{s.port}",
-                "--extproc-address",
-                f"127.0.0.1:{extproc_port}",
+                *(a for port in extproc_ports for a in ("--extproc-address", f"127.0.0.1:{port}")),
+                "--store",
+                str(store),
+                "--management-address",
+                f"127.0.0.1:{management_port}",
                 "--max-request-bytes",
                 str(s.max_request_bytes),
                 "--extproc-message-timeout-ms",
@@ -296,23 +309,27 @@ class Stack:
             "config accepted and xDS serving",
             f"control plane ready, xDS on 127.0.0.1:{xds_port}",
         )
-        await self._launch(
-            "extproc",
-            [
-                *me,
-                "extproc",
-                "--listen",
-                f"127.0.0.1:{extproc_port}",
-                "--control-plane",
-                f"127.0.0.1:{xds_port}",
-                "--node-id",
-                "extproc-0",
-            ],
-            True,
-            _grpc_serving(f"127.0.0.1:{extproc_port}", "weir.extproc"),
-            "runtime config received",
-            f"ext_proc ready on 127.0.0.1:{extproc_port}",
-        )
+        for i, port in enumerate(extproc_ports):
+            name = "extproc" if s.extproc_replicas == 1 else f"extproc-{i}"
+            await self._launch(
+                name,
+                [
+                    *me,
+                    "extproc",
+                    "--listen",
+                    f"127.0.0.1:{port}",
+                    "--control-plane",
+                    f"127.0.0.1:{xds_port}",
+                    "--node-id",
+                    f"extproc-{i}",
+                    "--records",
+                    str(store),
+                ],
+                True,
+                _grpc_serving(f"127.0.0.1:{port}", "weir.extproc"),
+                "runtime config and API keys received",
+                f"{name} ready on 127.0.0.1:{port}",
+            )
         s.state_dir.mkdir(parents=True, exist_ok=True)
         bootstrap = write_bootstrap(
             s.state_dir / "envoy-bootstrap.yaml", "envoy-0", admin_port, xds_port
@@ -360,25 +377,50 @@ class Stack:
         return waits[next(iter(done))]
 
 
-def ready_message(settings: UpSettings, endpoints: Sequence[tuple[str, str, Sequence[str]]]) -> str:
+def ready_message(
+    settings: UpSettings,
+    endpoints: Sequence[tuple[str, str, Sequence[str]]],
+    management_url: str = "",
+    new_keys: dict[str, str] | None = None,
+) -> str:
+    """What `weir up` prints once everything is ready. `new_keys`: project -> a key
+    created for this start (shown here once), for projects that had no active key."""
+    new_keys = new_keys or {}
     base = f"http://{settings.host}:{settings.port}"
     lines = ["", "Weir is ready.", f"  Health:    {base}/healthz"]
     for project, slug, models in endpoints:
         lines.append(f"  Endpoint:  {base}/{project}/{slug}/v1   models: {', '.join(models)}")
+    if management_url:
+        lines.append(f"  Management API: {management_url}/v1/keys (needs a management key)")
+    state = f" --state-dir {settings.state_dir}" if settings.state_dir != Path(".weir") else ""
     if endpoints:
         project, slug, models = endpoints[0]
         url = f"{base}/{project}/{slug}/v1"
         model = models[0] if models else "MODEL"
+        if new_keys:
+            lines += ["", "API keys created for this first start (shown only this once):"]
+            lines += [f"  {p}: {k}" for p, k in new_keys.items()]
+            lines.append("  (scopes inference,management; revoke with `weir keys revoke ID`)")
+        key = new_keys.get(project)
+        lines += [
+            "",
+            f"Get an API key for project {project}"
+            + (" (or use the one above)" if key else "")
+            + ":",
+            f"  weir keys create --project {project}{state}",
+        ]
+        shown = key or "wk_..."
         lines += [
             "",
             "Call it with curl:",
             f"  curl {url}/chat/completions -H 'content-type: application/json' \\",
+            f"    -H 'authorization: Bearer {shown}' \\",
             f'    -d \'{{"model": "{model}", "messages": [{{"role": "user", '
             '"content": "Hello!"}]}\'',
             "",
             "or with the OpenAI SDK (pip install openai):",
             "  from openai import OpenAI",
-            f'  client = OpenAI(base_url="{url}", api_key="unused")',
+            f'  client = OpenAI(base_url="{url}", api_key="{shown}")',
             "  reply = client.chat.completions.create(",
             f'      model="{model}", messages=[{{"role": "user", "content": "Hello!"}}])',
             "  print(reply.choices[0].message.content)",
@@ -388,7 +430,9 @@ def ready_message(settings: UpSettings, endpoints: Sequence[tuple[str, str, Sequ
 
 
 async def run_up(
-    settings: UpSettings, endpoints: Callable[[dict[str, str]], list[tuple[str, str, list[str]]]]
+    settings: UpSettings,
+    endpoints: Callable[[dict[str, str]], list[tuple[str, str, list[str]]]],
+    new_keys: dict[str, str] | None = None,
 ) -> int:
     stack = Stack(settings)
     stop = asyncio.Event()
@@ -413,7 +457,10 @@ async def run_up(
         except Exception as error:  # a bug or an OS error: still say it and clean up
             print(f"weir up: failed to start: {error!r}", file=sys.stderr, flush=True)
             return 1
-        print(ready_message(settings, endpoints(stack.env)), flush=True)
+        print(
+            ready_message(settings, endpoints(stack.env), stack.management_url, new_keys),
+            flush=True,
+        )
         exited = asyncio.create_task(stack.wait_any_exit())
         await asyncio.wait({exited, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if exited.done():

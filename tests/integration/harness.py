@@ -7,7 +7,9 @@ the control plane, ext_proc and the mock LLM.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -136,8 +139,18 @@ class WeirUp:
     xds_port: int
     extproc_port: int
     admin_port: int
+    management_port: int
     config_dir: Path
     state_dir: Path
+    key: str  # the demo project's key, created by `weir up` on its first start
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.key}"}
+
+    @property
+    def management_url(self) -> str:
+        return f"http://127.0.0.1:{self.management_port}"
 
     @property
     def base(self) -> str:
@@ -179,7 +192,8 @@ def weir_up(
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     ).start()
     try:
-        process.wait_for_line("Weir is ready.")
+        process.wait_for_line("Press Ctrl-C to stop.")
+        keys = re.findall(r"^  demo: (wk_demo_\w+)$", process.output, re.MULTILINE)
         yield WeirUp(
             process,
             ports["port"],
@@ -187,12 +201,29 @@ def weir_up(
             ports["xds"],
             ports["extproc"],
             ports["admin"],
+            ports["management"],
             config_dir,
             state_dir,
+            keys[0] if keys else "",
         )
     finally:
         if process.alive():
             process.stop()
+
+
+def create_key(state_dir: Path, project: str = "demo", *args: str) -> dict[str, Any]:
+    """`weir keys create --json` as a user runs it; the key is in ["key"]."""
+    done = subprocess.run(
+        weir_argv(
+            "keys", "create", "--state-dir", str(state_dir), "--project", project, "--json", *args
+        ),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    created: dict[str, Any] = json.loads(done.stdout)
+    return created
 
 
 def start_envoy(state_dir: Path, xds_port: int, node_id: str = "envoy-test") -> tuple[Process, int]:

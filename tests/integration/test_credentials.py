@@ -10,13 +10,17 @@ import httpx
 import openai
 import pytest
 
-from tests.integration.harness import copy_quickstart, run_up_expecting_failure, weir_up
+from tests.integration.harness import (
+    copy_quickstart,
+    create_key,
+    run_up_expecting_failure,
+    weir_up,
+)
 from weir.ports import free_port
 
 pytestmark = pytest.mark.integration
 
 SECRET = "sk-weir-test-3b1f0c9e7d2a4c55"  # stands in for a real provider key
-CLIENT_KEY = "wk_demo_client-key-never-forwarded"
 
 KEYED_BACKEND = """
 apiVersion: weir.dev/v1alpha1
@@ -41,8 +45,10 @@ def test_the_provider_key_goes_upstream_and_never_into_logs(tmp_path: Path) -> N
     config = copy_quickstart(tmp_path / "config")
     (config / "keyed.yaml").write_text(KEYED_BACKEND)
     state = tmp_path / "state"
+    client_key = create_key(state, "demo")["key"]
     with weir_up(config, state, "-v", env={"WEIR_TEST_PROVIDER_KEY": SECRET}) as up:
-        keyed = openai.OpenAI(base_url=up.endpoint("demo", "keyed"), api_key=CLIENT_KEY)
+        assert not up.key  # the project had a key: `weir up` printed none
+        keyed = openai.OpenAI(base_url=up.endpoint("demo", "keyed"), api_key=client_key)
         raw = keyed.chat.completions.with_raw_response.create(
             model="keyed-model", messages=[{"role": "user", "content": "hi"}]
         )
@@ -53,7 +59,7 @@ def test_the_provider_key_goes_upstream_and_never_into_logs(tmp_path: Path) -> N
         received = httpx.get(f"{up.mock_url}/mock/stats").json()["last_request"]
         assert received["model"] == "mock-gpt"
         # Without a key on the backend, the client's key is removed, not forwarded.
-        plain = openai.OpenAI(base_url=up.endpoint(), api_key=CLIENT_KEY)
+        plain = openai.OpenAI(base_url=up.endpoint(), api_key=client_key)
         raw = plain.chat.completions.with_raw_response.create(
             model="mock-gpt", messages=[{"role": "user", "content": "hi"}]
         )
@@ -62,7 +68,7 @@ def test_the_provider_key_goes_upstream_and_never_into_logs(tmp_path: Path) -> N
     logs = "".join(p.read_text() for p in (state / "logs").iterdir())
     for text in (output, logs):
         assert SECRET not in text
-        assert CLIENT_KEY not in text
+        assert client_key not in text
     assert "runtime config" in logs  # the logs were written, and were searched
 
 

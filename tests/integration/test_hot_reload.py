@@ -27,7 +27,7 @@ def chat(stack: WeirUp, model: str, slug: str = "chat") -> httpx.Response:
     return httpx.post(
         f"{stack.endpoint('demo', slug)}/chat/completions",
         json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
-        headers={"X-Mock-Behavior": "echo"},
+        headers={"X-Mock-Behavior": "echo", **stack.auth},
         timeout=5.0,
     )
 
@@ -95,6 +95,7 @@ def test_moving_a_model_to_a_new_backend_drops_no_request(stack: WeirUp) -> None
                 response = client.post(
                     f"{stack.endpoint('demo', 'move')}/chat/completions",
                     json={"model": "moving", "messages": [{"role": "user", "content": "x"}]},
+                    headers=stack.auth,
                 )
                 served += 1
                 if response.status_code != 200:
@@ -136,6 +137,9 @@ def test_a_request_uploading_across_a_change_is_routed_with_the_new_config(
         conn.sendall(
             b"POST /demo/move/v1/chat/completions HTTP/1.1\r\nHost: weir\r\n"
             b"Content-Type: application/json\r\n"
+            + b"Authorization: Bearer "
+            + stack.key.encode()
+            + b"\r\n"
             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
         )
         (stack.config_dir / "extra.yaml").write_text(

@@ -63,7 +63,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeirUp]:
 
 @pytest.fixture
 def client(stack: WeirUp) -> openai.OpenAI:
-    return openai.OpenAI(base_url=stack.endpoint(), api_key="unused", max_retries=0)
+    return openai.OpenAI(base_url=stack.endpoint(), api_key=stack.key, max_retries=0)
 
 
 def mock_stats(stack: WeirUp) -> dict[str, object]:
@@ -182,6 +182,7 @@ def test_stream_response_headers_carry_the_request_id(stack: WeirUp) -> None:
             "stream": True,
             "messages": [{"role": "user", "content": "hi"}],
         },
+        headers=stack.auth,
     ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -231,6 +232,7 @@ def test_unknown_model_endpoint_and_project_are_404_envelopes(
         response = httpx.post(
             f"{stack.base}{path}",
             json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]},
+            headers=stack.auth,
         )
         assert response.status_code == 404
         assert response.headers["content-type"] == "application/json"
@@ -245,7 +247,7 @@ def test_malformed_json_is_a_400_envelope(stack: WeirUp) -> None:
     response = httpx.post(
         f"{stack.endpoint()}/chat/completions",
         content=b"{oops",
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", **stack.auth},
     )
     assert response.status_code == 400
     validate_openapi(response.json(), "ErrorResponse")
@@ -277,12 +279,17 @@ def test_a_client_cannot_pick_the_upstream_cluster_or_route(stack: WeirUp) -> No
     response = httpx.post(
         f"{stack.endpoint()}/chat/completions",
         json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]},
-        headers={"x-weir-cluster": "backend-unreachable", "x-weir-endpoint": "unreachable"},
+        headers={
+            "x-weir-cluster": "backend-unreachable",
+            "x-weir-endpoint": "unreachable",
+            **stack.auth,
+        },
     )
     assert response.status_code == 200, response.text
     assert response.json()["model"] == "mock-gpt"
     unknown = httpx.get(
-        f"{stack.endpoint()}/nothing-here", headers={"x-weir-cluster": "backend-mock"}
+        f"{stack.endpoint()}/nothing-here",
+        headers={"x-weir-cluster": "backend-mock", **stack.auth},
     )
     assert unknown.status_code == 404
     assert unknown.json()["error"]["code"] == "unknown_url"
@@ -295,7 +302,7 @@ def test_state_dir_holds_the_logs(stack: WeirUp) -> None:
 
 def test_envoy_own_errors_are_openai_envelopes_too(stack: WeirUp) -> None:
     unreachable = openai.OpenAI(
-        base_url=stack.endpoint("demo", "unreachable"), api_key="unused", max_retries=0
+        base_url=stack.endpoint("demo", "unreachable"), api_key=stack.key, max_retries=0
     )
     with pytest.raises(openai.InternalServerError) as raised:
         unreachable.chat.completions.create(
@@ -314,6 +321,7 @@ def test_a_body_over_the_limit_is_a_413_envelope(stack: WeirUp) -> None:
     response = httpx.post(
         f"{stack.endpoint()}/chat/completions",
         json={"model": "gpt-4o", "messages": [{"role": "user", "content": huge}]},
+        headers=stack.auth,
     )
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/json"
@@ -327,7 +335,7 @@ def test_a_provider_that_hangs_times_out_with_a_504_envelope(stack: WeirUp) -> N
     response = httpx.post(
         f"{stack.endpoint('demo', 'impatient')}/chat/completions",
         json={"model": "mock-gpt", "messages": [{"role": "user", "content": "x"}]},
-        headers={"X-Mock-Behavior": "hang"},
+        headers={"X-Mock-Behavior": "hang", **stack.auth},
         timeout=30,
     )
     assert response.status_code == 504

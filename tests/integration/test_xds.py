@@ -23,7 +23,13 @@ from controlplane.publisher import Generated, UpdateRejected, generate
 from controlplane.server import ControlPlane, ControlPlaneSettings
 from controlplane.snapshot import LISTENER, RUNTIME
 from controlplane.source_files import load_directory
-from tests.integration.harness import Process, copy_quickstart, start_envoy, weir_argv
+from tests.integration.harness import (
+    Process,
+    copy_quickstart,
+    create_key,
+    start_envoy,
+    weir_argv,
+)
 from weir.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -114,7 +120,9 @@ async def parts(tmp_path: Path) -> AsyncIterator[Parts]:
             listener=Address("127.0.0.1", listen_port),
             extproc=(Address("127.0.0.1", extproc_port),),
         ),
+        store_path=tmp_path / "state" / "weir.db",
     )
+    key = create_key(tmp_path / "state", "demo")["key"]
     plane = ControlPlane(settings, environ)
     extproc = Process(
         "extproc",
@@ -129,7 +137,7 @@ async def parts(tmp_path: Path) -> AsyncIterator[Parts]:
         ),
     ).start()
     envoy, _ = start_envoy(tmp_path / "state", xds_port)
-    http = httpx.AsyncClient(timeout=5.0)
+    http = httpx.AsyncClient(timeout=5.0, headers={"authorization": f"Bearer {key}"})
     result = Parts(
         settings.config_dir,
         environ,

@@ -13,12 +13,13 @@ from envoy.service.discovery.v3 import ads_pb2_grpc
 
 from controlplane.ads_server import AggregatedDiscoveryServer
 from controlplane.cache import SnapshotCache
-from controlplane.snapshot import CLUSTER, RUNTIME, Snapshot
+from controlplane.snapshot import CLUSTER, KEYS, RUNTIME, Snapshot, TypedResources
 from controlplane.status import XdsStatus
-from extproc.config_client import RuntimeConfigClient
+from extproc.auth import KeyIndexHolder
+from extproc.config_client import ConfigClient, keys_subscription, runtime_subscription
 from extproc.routes import RouteTableHolder
 from tests.unit.test_processor import runtime
-from weir.config.v1 import runtime_pb2
+from weir.config.v1 import keys_pb2, runtime_pb2
 from weir.ports import free_port
 
 
@@ -65,10 +66,13 @@ async def server() -> AsyncIterator[Server]:
 
 
 @pytest.fixture
-async def client(server: Server) -> AsyncIterator[tuple[RuntimeConfigClient, RouteTableHolder]]:
+async def client(server: Server) -> AsyncIterator[tuple[ConfigClient, RouteTableHolder]]:
     holder = RouteTableHolder()
-    client = RuntimeConfigClient(
-        f"127.0.0.1:{server.port}", "extproc-unit", holder, max_backoff_s=0.2
+    client = ConfigClient(
+        f"127.0.0.1:{server.port}",
+        "extproc-unit",
+        [runtime_subscription(holder), keys_subscription(KeyIndexHolder())],
+        max_backoff_s=0.2,
     )
     task = asyncio.create_task(client.run())
     yield client, holder
@@ -78,7 +82,7 @@ async def client(server: Server) -> AsyncIterator[tuple[RuntimeConfigClient, Rou
 
 
 async def test_applies_and_acks(
-    server: Server, client: tuple[RuntimeConfigClient, RouteTableHolder]
+    server: Server, client: tuple[ConfigClient, RouteTableHolder]
 ) -> None:
     config_client, holder = client
     snapshot = snapshot_of(runtime())
@@ -91,11 +95,11 @@ async def test_applies_and_acks(
             for s in server.status.streams.values()
         )
     )
-    assert config_client.version == snapshot.version(RUNTIME)
+    assert config_client.subscriptions[RUNTIME].version == snapshot.version(RUNTIME)
 
 
 async def test_a_bad_config_is_nacked_and_the_old_table_stays(
-    server: Server, client: tuple[RuntimeConfigClient, RouteTableHolder]
+    server: Server, client: tuple[ConfigClient, RouteTableHolder]
 ) -> None:
     config_client, holder = client
     server.cache.set_snapshot(snapshot_of(runtime()))
@@ -107,16 +111,16 @@ async def test_a_bad_config_is_nacked_and_the_old_table_stays(
     await until(lambda: len(server.status.nacks) == 1)
     assert "unknown backend 'ghost'" in server.status.nacks[0].message
     assert holder.table is good_table
-    assert config_client.nacks == [server.status.nacks[0].message]
+    assert config_client.subscriptions[RUNTIME].nacks == [server.status.nacks[0].message]
 
 
 async def test_keeps_the_table_while_the_server_is_away_and_resyncs(
-    server: Server, client: tuple[RuntimeConfigClient, RouteTableHolder]
+    server: Server, client: tuple[ConfigClient, RouteTableHolder]
 ) -> None:
     config_client, holder = client
     first = snapshot_of(runtime())
     server.cache.set_snapshot(first)
-    await until(lambda: config_client.version == first.version(RUNTIME))
+    await until(lambda: config_client.subscriptions[RUNTIME].version == first.version(RUNTIME))
     await server.stop()
     await asyncio.sleep(0.3)
     assert holder.table is not None  # still serving the last config
@@ -126,10 +130,44 @@ async def test_keeps_the_table_while_the_server_is_away_and_resyncs(
     replacement.cache.set_snapshot(snapshot_of(changed))
     await replacement.start()
     try:
-        await until(lambda: config_client.version == snapshot_of(changed).version(RUNTIME), 5.0)
+        await until(
+            lambda: (
+                config_client.subscriptions[RUNTIME].version
+                == snapshot_of(changed).version(RUNTIME)
+            ),
+            5.0,
+        )
         target = holder.table.endpoint("demo", "chat").models["gpt-4o-mini"][0]  # type: ignore[union-attr]
         assert target.authorization == b"Bearer rotated"
     finally:
         await replacement.stop()
         server.server = None
         await server.start()  # so the fixture's stop() has something to stop
+
+
+def key_set(*hashes: bytes) -> TypedResources:
+    message = keys_pb2.ApiKeySet(
+        keys=[
+            keys_pb2.ApiKey(id=f"key_{i}", project="demo", sha256=h, scopes=["inference"])
+            for i, h in enumerate(hashes)
+        ]
+    )
+    return TypedResources.build(KEYS, [("keys", message)])
+
+
+async def test_api_keys_arrive_on_the_same_stream_and_a_bad_set_is_nacked(
+    server: Server, client: tuple[ConfigClient, RouteTableHolder]
+) -> None:
+    config_client, _ = client
+    keys = config_client.subscriptions[KEYS]
+    server.cache.set_independent(KEYS, key_set(b"a" * 32))
+    server.cache.set_snapshot(snapshot_of(runtime()))
+    await until(lambda: config_client.complete)
+    assert keys.version == key_set(b"a" * 32).version
+    # A hash of the wrong length cannot be a SHA-256: the set is refused, the old one kept.
+    server.cache.set_independent(KEYS, key_set(b"short"))
+    await until(lambda: len(server.status.nacks) == 1)
+    assert "32-byte hash" in server.status.nacks[0].message
+    assert keys.version == key_set(b"a" * 32).version
+    server.cache.set_independent(KEYS, key_set(b"a" * 32, b"b" * 32))
+    await until(lambda: keys.version == key_set(b"a" * 32, b"b" * 32).version)

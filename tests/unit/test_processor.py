@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
@@ -9,11 +10,38 @@ import pytest
 from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ext
 
+from extproc.auth import KeyIndex, KeyIndexHolder
 from extproc.envoy_messages import ProcessingMode, header_values
 from extproc.processor import Exchange
 from extproc.routes import RouteTable, RouteTableHolder, RuntimeConfigInvalid
 from tests.openapi_schema import validate_openapi
-from weir.config.v1 import runtime_pb2
+from weir.config.v1 import keys_pb2, runtime_pb2
+
+KEY = "wk_demo_" + "K" * 43
+OTHER_PROJECT_KEY = "wk_other_" + "O" * 43
+NO_INFERENCE_KEY = "wk_demo_" + "M" * 43
+MESSAGES = [{"role": "user", "content": "Hi"}]
+
+
+def key_index() -> KeyIndex:
+    def key(key_id: str, text: str, project: str, *scopes: str) -> keys_pb2.ApiKey:
+        return keys_pb2.ApiKey(
+            id=key_id,
+            project=project,
+            sha256=hashlib.sha256(text.encode()).digest(),
+            scopes=scopes,
+        )
+
+    return KeyIndex.compile(
+        keys_pb2.ApiKeySet(
+            revision="k1",
+            keys=[
+                key("key_demo", KEY, "demo", "inference"),
+                key("key_other", OTHER_PROJECT_KEY, "other", "inference"),
+                key("key_mgmt", NO_INFERENCE_KEY, "demo", "management"),
+            ],
+        )
+    )
 
 
 def runtime(api_key: str = "") -> runtime_pb2.RuntimeConfig:
@@ -21,6 +49,7 @@ def runtime(api_key: str = "") -> runtime_pb2.RuntimeConfig:
         revision="rev1",
         cluster_header="x-weir-cluster",
         endpoint_header="x-weir-endpoint",
+        max_request_bytes=1 << 20,
         backends=[
             runtime_pb2.Backend(
                 name="mock",
@@ -28,7 +57,7 @@ def runtime(api_key: str = "") -> runtime_pb2.RuntimeConfig:
                 path_prefix="/v1",
                 authority="127.0.0.1:9100",
                 api_key=api_key,
-                models=[runtime_pb2.BackendModel(name="mock-gpt")],
+                models=[runtime_pb2.BackendModel(name="mock-gpt", max_output_tokens=4096)],
             )
         ],
         endpoints=[
@@ -54,15 +83,18 @@ def runtime(api_key: str = "") -> runtime_pb2.RuntimeConfig:
 TABLE = RouteTable.compile(runtime())
 
 
-def exchange_for(table: RouteTable | None) -> Exchange:
+def exchange_for(table: RouteTable | None, keys: KeyIndex | None = None) -> Exchange:
     holder = RouteTableHolder()
     holder.table = table
-    return Exchange(holder)
+    key_holder = KeyIndexHolder()
+    key_holder.index = keys or key_index()
+    return Exchange(holder, key_holder)
 
 
 def headers(
     method: str, path: str, end_of_stream: bool = False, **extra: str
 ) -> ext.ProcessingRequest:
+    extra.setdefault("authorization", f"Bearer {KEY}")
     items = [(":method", method), (":path", path), ("x-request-id", "req-1"), *extra.items()]
     return ext.ProcessingRequest(
         request_headers=ext.HttpHeaders(
@@ -95,12 +127,10 @@ def set_headers(common: ext.CommonResponse) -> dict[str, bytes]:
 
 def test_chat_completion_is_routed_and_model_rewritten() -> None:
     exchange = exchange_for(TABLE)
-    first = exchange.handle(
-        headers("POST", "/demo/chat/v1/chat/completions?x=1", authorization="Bearer client-key")
-    )
+    first = exchange.handle(headers("POST", "/demo/chat/v1/chat/completions?x=1"))
     removed = first.request_headers.response.header_mutation.remove_headers
     assert {"authorization", "x-weir-cluster", "x-weir-endpoint"} <= set(removed)
-    second = exchange.handle(body({"model": "gpt-4o-mini", "messages": [], "stream": True}))
+    second = exchange.handle(body({"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}))
     common = second.request_body.response
     assert common.clear_route_cache
     mutated = set_headers(common)
@@ -119,25 +149,32 @@ def test_the_checked_request_is_what_goes_upstream_with_the_backend_key() -> Non
     exchange = exchange_for(RouteTable.compile(runtime(api_key="sk-upstream")))
     exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
     # Duplicate keys: the parser keeps the last `model`; a provider might keep the first.
-    raw = b'{"model": "not-offered", "model": "mock-gpt", "messages": []}'
+    raw = (
+        b'{"model": "not-offered", "model": "mock-gpt", '
+        b'"messages": [{"role":"user","content":"x"}]}'
+    )
     common = exchange.handle(body(raw)).request_body.response
     sent = common.body_mutation.body
     assert sent.count(b'"model"') == 1
-    assert orjson.loads(sent) == {"model": "mock-gpt", "messages": []}
+    assert orjson.loads(sent) == {
+        "model": "mock-gpt",
+        "messages": [{"role": "user", "content": "x"}],
+    }
     mutated = set_headers(common)
     assert mutated["content-length"] == str(len(sent)).encode()
     assert mutated["authorization"] == b"Bearer sk-upstream"
 
 
 def test_the_body_is_routed_with_the_config_in_force_when_it_arrives() -> None:
-    holder = RouteTableHolder()
-    holder.table = TABLE
-    exchange = Exchange(holder)
+    exchange = exchange_for(TABLE)
+    holder = exchange.routes
     exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
     moved = runtime()
     moved.backends[0].cluster = "backend-new"
     holder.table = RouteTable.compile(moved)  # the config changed during the upload
-    common = exchange.handle(body({"model": "mock-gpt", "messages": []})).request_body.response
+    common = exchange.handle(
+        body({"model": "mock-gpt", "messages": MESSAGES})
+    ).request_body.response
     assert set_headers(common)["x-weir-cluster"] == b"backend-new"
 
 
@@ -163,8 +200,14 @@ def test_unknown_paths_get_openai_envelopes(method: str, path: str, status: int,
     [
         (b"{not json", None, "invalid_json"),
         (b"[1, 2]", None, "invalid_json"),
-        ({"messages": []}, "model", None),
-        ({"model": 7, "messages": []}, "model", None),
+        ({"messages": MESSAGES}, "model", None),
+        ({"model": 7, "messages": MESSAGES}, "model", None),
+        ({"model": "mock-gpt", "messages": []}, "messages", "empty_array"),
+        (
+            {"model": "mock-gpt", "messages": MESSAGES, "temperature": 2.5},
+            "temperature",
+            "decimal_above_max_value",
+        ),
     ],
 )
 def test_bad_bodies_get_400(payload: Any, param: str | None, code: str | None) -> None:
@@ -182,7 +225,9 @@ def test_bad_bodies_get_400(payload: Any, param: str | None, code: str | None) -
 def test_unknown_model_is_404_model_not_found() -> None:
     exchange = exchange_for(TABLE)
     exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
-    status, envelope = immediate_json(exchange.handle(body({"model": "gpt-5", "messages": []})))
+    status, envelope = immediate_json(
+        exchange.handle(body({"model": "gpt-5", "messages": MESSAGES}))
+    )
     assert status == 404
     assert envelope["error"]["code"] == "model_not_found"
     assert "gpt-5" in envelope["error"]["message"]
@@ -250,7 +295,12 @@ def test_runtime_config_with_a_dangling_backend_is_rejected() -> None:
 def test_a_body_too_deep_to_forward_is_a_400() -> None:
     exchange = exchange_for(TABLE)
     exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
-    deep = b'{"model": "mock-gpt", "messages": [], "metadata": ' + b"[" * 400 + b"]" * 400 + b"}"
+    deep = (
+        b'{"model": "mock-gpt", "messages": [{"role": "user", "content": "x"}], "extra": '
+        + b"[" * 400
+        + b"]" * 400
+        + b"}"
+    )
     status, envelope = immediate_json(exchange.handle(body(deep)))
     assert status == 400
     assert envelope["error"]["code"] == "invalid_json"
@@ -296,3 +346,195 @@ def test_a_stream_without_event_ends_stops_being_decoded_but_passes_through() ->
 def test_header_values_finds_each_wanted_header_in_one_pass() -> None:
     message = headers("POST", "/p", **{"content-type": "a"}).request_headers
     assert header_values(message, ":path", "content-type", "absent") == [b"/p", b"a", b""]
+
+
+def immediate_headers(response: ext.ProcessingResponse) -> dict[str, bytes]:
+    return {
+        h.header.key: h.header.raw_value for h in response.immediate_response.headers.set_headers
+    }
+
+
+def response_headers(
+    status: bytes = b"200", content_type: bytes = b"application/json"
+) -> ext.ProcessingRequest:
+    return ext.ProcessingRequest(
+        response_headers=ext.HttpHeaders(
+            headers=base_pb2.HeaderMap(
+                headers=[
+                    base_pb2.HeaderValue(key=":status", raw_value=status),
+                    base_pb2.HeaderValue(key="content-type", raw_value=content_type),
+                ]
+            )
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("authorization", "code"),
+    [
+        ("", "missing_api_key"),
+        ("Basic abc", "malformed_api_key"),
+        ("Bearer sk-not-a-weir-key", "malformed_api_key"),
+        ("Bearer wk_demo_" + "Z" * 43, "invalid_api_key"),
+    ],
+)
+def test_each_bad_key_is_a_401_with_its_own_code(authorization: str, code: str) -> None:
+    exchange = exchange_for(TABLE)
+    reply = exchange.handle(
+        headers("POST", "/demo/chat/v1/chat/completions", authorization=authorization)
+    )
+    status, envelope = immediate_json(reply)
+    assert (status, envelope["error"]["type"], envelope["error"]["code"]) == (
+        401,
+        "authentication_error",
+        code,
+    )
+    assert immediate_headers(reply)["www-authenticate"].startswith(b"Bearer")
+    validate_openapi(envelope, "ErrorResponse")
+
+
+@pytest.mark.parametrize(
+    ("key", "code"),
+    [(OTHER_PROJECT_KEY, "wrong_project"), (NO_INFERENCE_KEY, "scope_insufficient")],
+)
+def test_a_key_of_another_project_or_without_the_scope_is_a_403(key: str, code: str) -> None:
+    reply = exchange_for(TABLE).handle(
+        headers("POST", "/demo/chat/v1/chat/completions", authorization=f"Bearer {key}")
+    )
+    status, envelope = immediate_json(reply)
+    assert (status, envelope["error"]["code"]) == (403, code)
+
+
+def test_errors_carry_the_correlation_headers() -> None:
+    reply = exchange_for(TABLE).handle(
+        headers("POST", "/demo/chat/v1/chat/completions", authorization="")
+    )
+    sent = immediate_headers(reply)
+    assert sent["x-request-id"] == b"req-1"  # Envoy's request id
+    assert len(sent["x-weir-trace-id"]) == 32
+    assert len(sent["x-weir-session-id"]) == 36
+    assert sent["x-weir-backend"] == b"none"
+
+
+def test_responses_carry_ids_the_backend_and_the_clamp() -> None:
+    exchange = exchange_for(TABLE)
+    exchange.handle(
+        headers(
+            "POST",
+            "/demo/chat/v1/chat/completions",
+            traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+    )
+    routed = exchange.handle(
+        body({"model": "mock-gpt", "messages": MESSAGES, "max_tokens": 100_000})
+    )
+    assert orjson.loads(routed.request_body.response.body_mutation.body)["max_tokens"] == 4096
+    reply = exchange.handle(response_headers())
+    sent = set_headers(reply.response_headers.response)
+    assert sent["x-weir-trace-id"] == b"0af7651916cd43dd8448eb211c80319c"
+    assert sent["x-weir-backend"] == b"mock"
+    assert sent["x-weir-max-tokens-clamped"] == b"100000"
+    assert sent["x-request-id"] == b"req-1"
+
+
+def test_a_token_limit_within_capacity_is_left_alone() -> None:
+    exchange = exchange_for(TABLE)
+    exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
+    routed = exchange.handle(
+        body({"model": "mock-gpt", "messages": MESSAGES, "max_completion_tokens": 4096})
+    )
+    assert (
+        orjson.loads(routed.request_body.response.body_mutation.body)["max_completion_tokens"]
+        == 4096
+    )
+    sent = set_headers(exchange.handle(response_headers()).response_headers.response)
+    assert "x-weir-max-tokens-clamped" not in sent
+
+
+def test_head_is_204_and_wrong_content_type_415_and_too_large_413() -> None:
+    head = exchange_for(TABLE).handle(headers("HEAD", "/demo/chat/v1/chat/completions", True))
+    assert head.immediate_response.status.code == 204
+    wrong = exchange_for(TABLE).handle(
+        headers("POST", "/demo/chat/v1/chat/completions", **{"content-type": "text/plain"})
+    )
+    status, envelope = immediate_json(wrong)
+    assert (status, envelope["error"]["code"]) == (415, "unsupported_media_type")
+    large = exchange_for(TABLE).handle(
+        headers("POST", "/demo/chat/v1/chat/completions", **{"content-length": str(2 << 20)})
+    )
+    status, envelope = immediate_json(large)
+    assert (status, envelope["error"]["code"]) == (413, "request_too_large")
+
+
+def test_a_client_session_must_be_a_uuid_and_is_kept() -> None:
+    bad = exchange_for(TABLE).handle(
+        headers("POST", "/demo/chat/v1/chat/completions", **{"x-weir-session-id": "abc"})
+    )
+    status, envelope = immediate_json(bad)
+    assert (status, envelope["error"]["code"]) == (400, "invalid_session_id")
+    session = "3B241101-E2BB-4255-8CAF-4136C566A962"
+    exchange = exchange_for(TABLE)
+    exchange.handle(
+        headers("POST", "/demo/chat/v1/chat/completions", **{"x-weir-session-id": session})
+    )
+    exchange.handle(body({"model": "mock-gpt", "messages": MESSAGES}))
+    sent = set_headers(exchange.handle(response_headers()).response_headers.response)
+    assert sent["x-weir-session-id"] == session.lower().encode()
+
+
+def test_turns_of_one_conversation_share_a_derived_session() -> None:
+    def session_of(messages: list[dict[str, str]]) -> tuple[str, int]:
+        exchange = exchange_for(TABLE)
+        exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
+        exchange.handle(body({"model": "mock-gpt", "messages": messages}))
+        return exchange.session_id, exchange.turn
+
+    first = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    second = [*first, {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "?"}]
+    other = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Other"}]
+    assert session_of(first)[0] == session_of(second)[0] != session_of(other)[0]
+    assert (session_of(first)[1], session_of(second)[1]) == (1, 2)
+
+
+def test_properties_are_checked_stripped_and_recorded() -> None:
+    exchange = exchange_for(TABLE)
+    first = exchange.handle(
+        headers(
+            "POST",
+            "/demo/chat/v1/chat/completions",
+            **{"x-weir-property-team": "blue", "x-weir-property-run": "7"},
+        )
+    )
+    removed = set(first.request_headers.response.header_mutation.remove_headers)
+    assert {"x-weir-property-team", "x-weir-property-run", "x-weir-session-id"} <= removed
+    exchange.handle(body({"model": "gpt-4o-mini", "messages": MESSAGES}))
+    exchange.handle(response_headers(b"200"))
+    record = exchange.record()
+    assert record is not None
+    assert record.properties == {"team": "blue", "run": "7"}
+    assert (record.project, record.endpoint, record.key_id) == ("demo", "demo-chat", "key_demo")
+    assert (record.requested_model, record.served_model, record.backend) == (
+        "gpt-4o-mini",
+        "mock-gpt",
+        "mock",
+    )
+    assert (record.status, record.turn, record.request_id) == (200, 1, "req-1")
+    reserved = exchange_for(TABLE).handle(
+        headers("POST", "/demo/chat/v1/chat/completions", **{"x-weir-property-policy_x": "1"})
+    )
+    status, envelope = immediate_json(reserved)
+    assert (status, envelope["error"]["code"]) == (400, "reserved_property")
+
+
+def test_a_refused_request_is_recorded_with_its_code_and_never_the_key() -> None:
+    exchange = exchange_for(TABLE)
+    exchange.handle(
+        headers(
+            "POST", "/demo/chat/v1/chat/completions", authorization="Bearer wk_demo_" + "Z" * 43
+        )
+    )
+    record = exchange.record()
+    assert record is not None
+    assert (record.status, record.error_code, record.key_id) == (401, "invalid_api_key", "")
+    assert "Z" * 43 not in repr(record)
+    assert exchange_for(TABLE).record() is None  # nothing happened: nothing to record
