@@ -383,8 +383,11 @@ class Target:
     port: int
     path: str
     model: str
+    key: str = ""  # Weir's API key; the mock takes none
 
     def chat(self, *, stream: bool = False, headers: dict[str, str] | None = None) -> bytes:
+        if self.key:
+            headers = {**(headers or {}), "Authorization": f"Bearer {self.key}"}
         body: dict[str, Any] = {
             "model": self.model,
             "messages": [{"role": "user", "content": PROMPT}],
@@ -563,6 +566,7 @@ class Stack:
     log_path: Path
     port: int
     mock_port: int
+    key: str
     parts: dict[str, int] = field(default_factory=dict)
 
     def log_text(self) -> str:
@@ -572,9 +576,38 @@ class Stack:
             return ""
 
 
+def create_key(state_dir: Path) -> str:
+    """A demo-project key, made with `weir keys create` as a user would."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "weir",
+            "keys",
+            "create",
+            "--project",
+            "demo",
+            "--json",
+            "--name",
+            "bench",
+            "--state-dir",
+            str(state_dir),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO_ROOT,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"`weir keys create` failed: {done.stderr.strip()}")
+    key: str = orjson.loads(done.stdout)["key"]
+    return key
+
+
 def launch_stack(config: Path, state_dir: Path) -> Stack:
     """Start `weir up` on free ports (all chosen here, so the mock's port is known)."""
     ports = {name: free_port() for name in UP_PORTS}
+    key = create_key(state_dir / "state")
     argv = up_argv(config, state_dir / "state", ports, "--mock-ttft-ms", "0", "--mock-tpot-ms", "0")
     log_path = state_dir / "weir-up.log"
     progress(f"starting: {shlex.join(argv)}")
@@ -587,7 +620,7 @@ def launch_stack(config: Path, state_dir: Path) -> Stack:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C reaches only us; we stop it in order
         )
-    return Stack(process, state_dir, log_path, ports["port"], ports["mock"])
+    return Stack(process, state_dir, log_path, ports["port"], ports["mock"], key)
 
 
 def wait_ready(stack: Stack, timeout_s: float = 90.0) -> None:
@@ -989,7 +1022,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
 def benchmark(settings: Settings, stack: Stack) -> tuple[list[Section], dict[str, Any]]:
     targets = (
         Target("direct", stack.mock_port, "/v1/chat/completions", "mock-gpt-mini"),
-        Target("weir", stack.port, "/demo/chat/v1/chat/completions", "gpt-4o-mini"),
+        Target("weir", stack.port, "/demo/chat/v1/chat/completions", "gpt-4o-mini", stack.key),
     )
     s = settings
     progress(f"latency, c=1: {s.warmup} + {s.requests} requests per target, alternating")
