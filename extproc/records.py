@@ -261,24 +261,15 @@ class RecordWriter:
                 self._overflowed += stranded
 
     def _next_batch(self) -> list[RequestRecord]:
-        """Up to batch_size records: waits for the first, then at most flush_interval_s."""
+        """Up to batch_size records. The thread sleeps flush_interval_s between drains
+        (only close wakes it early) instead of waiting on the queue, so that a busy
+        request path does not wake it, and contend for the GIL, once per record."""
         batch: list[RequestRecord] = []
-        try:
-            if self._closing.is_set():
-                first = self._queue.get_nowait()
-            else:  # a timeout, so a close that could not queue _STOP is still seen
-                first = self._queue.get(timeout=0.5)
-        except queue.Empty:
-            return batch
-        self._take(first, batch)
-        deadline = time.monotonic() + self._flush_interval_s
+        if self._queue.empty() and not self._closing.is_set():
+            self._closing.wait(self._flush_interval_s)
         while len(batch) < self._batch_size:
-            remaining = 0.0 if self._closing.is_set() else deadline - time.monotonic()
             try:
-                if remaining > 0:
-                    item = self._queue.get(timeout=remaining)
-                else:
-                    item = self._queue.get_nowait()
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
             self._take(item, batch)
