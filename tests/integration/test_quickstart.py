@@ -309,6 +309,9 @@ def test_envoy_own_errors_are_openai_envelopes_too(stack: WeirUp) -> None:
             model="ghost", messages=[{"role": "user", "content": "x"}]
         )
     assert raised.value.status_code == 503
+    for header in ("x-request-id", "x-weir-trace-id", "x-weir-session-id"):
+        assert raised.value.response.headers.get(header), header
+    assert raised.value.response.headers["x-weir-backend"] == "unreachable"
     envelope = raised.value.response.json()
     validate_openapi(envelope, "ErrorResponse")
     assert envelope["error"]["type"] == "server_error"
@@ -327,6 +330,19 @@ def test_a_body_over_the_limit_is_a_413_envelope(stack: WeirUp) -> None:
     assert response.headers["content-type"] == "application/json"
     validate_openapi(response.json(), "ErrorResponse")
     assert response.json()["error"]["type"] == "invalid_request_error"
+    assert response.json()["error"]["code"] == "request_too_large"
+    assert response.headers["x-request-id"]
+    # Without a Content-Length (chunked), Envoy's buffer limit answers, as an envelope too.
+    chunks = [b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "', huge.encode()]
+    chunked = httpx.post(
+        f"{stack.endpoint()}/chat/completions",
+        content=iter([*chunks, b'"}]}']),
+        headers={**stack.auth, "content-type": "application/json"},
+    )
+    assert chunked.status_code == 413
+    validate_openapi(chunked.json(), "ErrorResponse")
+    assert chunked.headers["x-request-id"]
+    assert chunked.headers.get("x-weir-trace-id"), chunked.headers
     assert mock_stats(stack)["requests"] == before
 
 
@@ -340,5 +356,6 @@ def test_a_provider_that_hangs_times_out_with_a_504_envelope(stack: WeirUp) -> N
     )
     assert response.status_code == 504
     assert time.monotonic() - started < 10  # the Backend's 1 s timeout, not the client's
+    assert response.headers.get("x-weir-trace-id") and response.headers.get("x-weir-backend")
     validate_openapi(response.json(), "ErrorResponse")
     assert response.json()["error"]["type"] == "server_error"
