@@ -168,7 +168,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     revoke.add_argument("key_id")
     revoke.set_defaults(keys_func=cmd_revoke)
 
-    rotate = action("rotate", "replace a key; the old one stays valid for a grace period")
+    rotate = action(
+        "rotate",
+        "replace a key (same project, scopes, name and expiry); the old one stays valid "
+        "for a grace period",
+    )
     rotate.add_argument("key_id")
     rotate.add_argument("--grace", type=parse_duration_ms, default=86_400_000, help="default 24h")
     rotate.add_argument("--json", action="store_true")
