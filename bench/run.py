@@ -52,8 +52,8 @@ from typing import Any, TypeVar, cast
 import orjson
 import uvloop
 
-from weir.ports import free_port
-from weir.supervisor import UP_PORTS, up_argv
+from weir.ports import distinct_ports
+from weir.supervisor import up_argv
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -606,7 +606,7 @@ def create_key(state_dir: Path) -> str:
 
 def launch_stack(config: Path, state_dir: Path) -> Stack:
     """Start `weir up` on free ports (all chosen here, so the mock's port is known)."""
-    ports = {name: free_port() for name in UP_PORTS}
+    ports = distinct_ports()
     key = create_key(state_dir / "state")
     argv = up_argv(config, state_dir / "state", ports, "--mock-ttft-ms", "0", "--mock-tpot-ms", "0")
     log_path = state_dir / "weir-up.log"

@@ -26,3 +26,14 @@ def port_in_use(host: str, port: int) -> bool:
                 return True
             raise
         return False
+
+
+def distinct_ports() -> dict[str, int]:
+    """A free port for each of `weir up`'s ports, no two alike (a port closed by one
+    free_port() call can be handed out again by the next)."""
+    from weir.supervisor import UP_PORTS
+
+    while True:
+        ports = {name: free_port() for name in UP_PORTS}
+        if len(set(ports.values())) == len(ports):
+            return ports

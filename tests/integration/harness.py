@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 
 from weir.envoy_launch import envoy_argv, write_bootstrap
-from weir.ports import free_port
-from weir.supervisor import UP_PORTS, up_argv
+from weir.ports import distinct_ports, free_port
+from weir.supervisor import up_argv
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "examples" / "quickstart"
@@ -185,7 +185,7 @@ def run_up_expecting_failure(
 def weir_up(
     config_dir: Path, state_dir: Path, *extra: str, env: dict[str, str] | None = None
 ) -> Iterator[WeirUp]:
-    ports = {name: free_port() for name in UP_PORTS}
+    ports = distinct_ports()
     process = Process(
         "weir up",
         up_argv(config_dir, state_dir, ports, *extra),
