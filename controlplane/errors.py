@@ -59,6 +59,10 @@ class KeyStoreError(WeirControlPlaneError):
     """A key operation could not be done (bad input, or the store failed)."""
 
 
+class KeyStoreUnavailable(KeyStoreError):
+    """The store itself failed (cannot be opened, locked, broken): not the caller's fault."""
+
+
 class KeyNotFound(KeyStoreError):
     def __init__(self, key_id: str) -> None:
         self.key_id = key_id

@@ -39,9 +39,10 @@ class KeyWatcher:
     def notify(self) -> None:
         self._wake.set()
 
-    def load(self) -> None:
+    def load(self, revision: int | None = None) -> None:
         """Read the store and publish its keys if they changed. Raises KeyStoreError."""
-        revision = self._store.revision()
+        if revision is None:
+            revision = self._store.revision()
         keys = self._store.list()
         resources = key_resources(keys, now_ms())
         current = self._cache.independent(KEYS)

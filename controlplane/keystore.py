@@ -24,7 +24,7 @@ from controlplane.api_keys import (
     key_hash,
     now_ms,
 )
-from controlplane.errors import KeyNotFound, KeyStoreError
+from controlplane.errors import KeyNotFound, KeyStoreError, KeyStoreUnavailable
 
 STORE_FILE: Final = "weir.db"
 BUSY_TIMEOUT_MS: Final = 5000
@@ -108,7 +108,7 @@ class SqliteKeyStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as error:
-            raise KeyStoreError(f"cannot open the key store {path}: {error}") from None
+            raise KeyStoreUnavailable(f"cannot open the key store {path}: {error}") from None
         self._lock = threading.Lock()
 
     @contextmanager
@@ -124,7 +124,7 @@ class SqliteKeyStore:
                     raise
                 self._db.execute("COMMIT")
             except sqlite3.Error as error:
-                raise KeyStoreError(f"the key store {self.path} failed: {error}") from None
+                raise KeyStoreUnavailable(f"the key store {self.path} failed: {error}") from None
 
     def _row(self, row: Any) -> StoredKey:
         (id_, project, name, prefix, sha, scopes, created, expires, revoked, rotated) = row
@@ -267,7 +267,7 @@ class SqliteKeyStore:
                     "SELECT revision FROM api_key_revision WHERE id = 1"
                 ).fetchone()
             except sqlite3.Error as error:
-                raise KeyStoreError(f"the key store {self.path} failed: {error}") from None
+                raise KeyStoreUnavailable(f"the key store {self.path} failed: {error}") from None
         return int(row[0])
 
     def close(self) -> None:

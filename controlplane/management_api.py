@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final, ParamSpec, TypeVar
 
@@ -25,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from controlplane.api_keys import KEY_PATTERN, SCOPES, StoredKey, key_hash, now_ms
-from controlplane.errors import KeyNotFound, KeyStoreError
+from controlplane.errors import KeyNotFound, KeyStoreError, KeyStoreUnavailable
 from controlplane.keystore import KeyStore
 
 __all__ = ["MAX_BODY_BYTES", "APIError", "create_app"]
@@ -109,19 +108,13 @@ def _unavailable() -> APIError:
     )
 
 
-def _is_store_failure(error: KeyStoreError) -> bool:
-    """A KeyStoreError raised for a failing store (rather than for bad input) wraps the
-    database or file-system error that caused it."""
-    return isinstance(error.__context__, sqlite3.Error | OSError)
-
-
 async def _call_store(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     try:
         return await run_in_threadpool(fn, *args, **kwargs)
     except KeyNotFound as error:
         raise _not_found(error.key_id) from None
     except KeyStoreError as error:
-        if _is_store_failure(error):
+        if isinstance(error, KeyStoreUnavailable):
             log.error("the key store failed: %s", error)
             raise _unavailable() from None
         raise APIError(400, str(error), code="invalid_key_operation") from None

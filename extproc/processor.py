@@ -80,7 +80,6 @@ class Exchange:
 
     __slots__ = (
         "clamped_from",
-        "client_session",
         "endpoint",
         "error_code",
         "finished",
@@ -118,7 +117,6 @@ class Exchange:
         self.request_id = ""
         self.trace_id = ""
         self.session_id = ""
-        self.client_session = False
         self.turn = 0
         self.clamped_from: int | None = None
         self.status = 0
@@ -162,6 +160,8 @@ class Exchange:
 
     def correlation_headers(self) -> list[tuple[str, bytes]]:
         """The headers every response carries, errors included."""
+        if not self.session_id:  # refused before the body could name the session
+            self.session_id = correlation.new_session_id()
         headers = [
             ("x-request-id", self.request_id.encode()),
             ("x-weir-trace-id", self.trace_id.encode()),
@@ -197,7 +197,6 @@ class Exchange:
         # Envoy's access log, Weir's records and the client all name a request alike.
         self.request_id = correlation.request_id_from(request_id)
         self.trace_id = correlation.trace_id_from(traceparent)
-        self.session_id = correlation.new_session_id()
         method = raw_method.decode("latin-1")
         path, _, self.query = (raw_path or b"/").decode("latin-1").partition("?")
         table = self.table
@@ -214,10 +213,7 @@ class Exchange:
         if len(parts) < 4 or parts[3] != "v1" or not parts[1] or not parts[2]:
             raise UnknownURL(f"Invalid URL ({method} {path})")
         self.project = parts[1]
-        client_session = correlation.client_session_id(session)
-        if client_session is not None:
-            self.session_id = client_session
-            self.client_session = True
+        self.session_id = correlation.client_session_id(session) or ""
         self.properties = correlation.check_properties(property_headers)
         self.principal = keys.authenticate(authorization)
         endpoint = table.endpoint(parts[1], parts[2])
@@ -321,8 +317,8 @@ class Exchange:
             )
         body = chat_completions.parse_body(message.body)
         self.turn = correlation.turn_of(body)
-        # A client's session id is kept; ours is a placeholder until the body is read.
-        if not self.client_session:
+        # A client's session id is kept; without one, the conversation names it.
+        if not self.session_id:
             self.session_id = correlation.derive_session(
                 endpoint.project, self.principal.key_id, body
             )
@@ -368,6 +364,8 @@ class Exchange:
         if not self.project:
             return None
         routed = self.routed
+        if not self.session_id:
+            self.session_id = correlation.new_session_id()
         return RequestRecord(
             request_id=self.request_id,
             trace_id=self.trace_id,

@@ -16,7 +16,7 @@ from typing import Final
 
 from controlplane.api_keys import SCOPES, StoredKey, now_ms
 from controlplane.errors import KeyStoreError
-from controlplane.keystore import SqliteKeyStore, default_store_path
+from controlplane.keystore import SqliteKeyStore, check_scopes, default_store_path
 
 _DURATION: Final = re.compile(r"^(\d+)(s|m|h|d)$")
 _UNIT_MS: Final = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -37,13 +37,10 @@ def parse_duration_ms(text: str) -> int:
 
 
 def parse_scopes(text: str) -> tuple[str, ...]:
-    scopes = tuple(s.strip() for s in text.split(",") if s.strip())
-    unknown = [s for s in scopes if s not in SCOPES]
-    if unknown or not scopes:
-        raise argparse.ArgumentTypeError(
-            f"scopes are a comma-separated list of {', '.join(SCOPES)}; got {text!r}"
-        )
-    return scopes
+    try:
+        return check_scopes(tuple(s.strip() for s in text.split(",") if s.strip()))
+    except KeyStoreError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _store(args: argparse.Namespace) -> SqliteKeyStore:

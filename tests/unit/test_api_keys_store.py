@@ -452,3 +452,11 @@ def test_public_of_a_fresh_key() -> None:
     assert public["revoked_at"] is None
     assert public["rotated_to"] is None
     assert public["state"] == "active"
+
+
+def test_a_store_that_cannot_be_opened_is_unavailable_not_bad_input(tmp_path: Path) -> None:
+    from controlplane.errors import KeyStoreUnavailable
+
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(KeyStoreUnavailable, match="cannot open the key store"):
+        SqliteKeyStore(tmp_path / "file" / "weir.db")

@@ -12,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from controlplane.api_keys import StoredKey, key_hash, now_ms
-from controlplane.errors import KeyStoreError
+from controlplane.errors import KeyStoreUnavailable
 from controlplane.keystore import SqliteKeyStore
 from controlplane.management_api import MAX_BODY_BYTES, create_app
 
@@ -380,10 +380,8 @@ class FailingStore(SqliteKeyStore):
         expires_at_ms: int | None = None,
     ) -> tuple[StoredKey, str]:
         if "create" in self.failing:
-            try:
-                raise sqlite3.OperationalError("database is locked")
-            except sqlite3.Error as error:
-                raise KeyStoreError(f"the key store {self.path} failed: {error}") from None
+            # What SqliteKeyStore raises when its database fails.
+            raise KeyStoreUnavailable(f"the key store {self.path} failed: database is locked")
         return super().create(project, scopes, name, expires_at_ms)
 
 
