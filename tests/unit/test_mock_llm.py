@@ -15,7 +15,13 @@ import pytest
 
 from tests.openapi_schema import validate_openapi
 from weir.mock_llm import MockSettings, create_app
-from weir.mock_llm.tokens import DEFAULT_ANSWER, DEFAULT_ANSWER_TOKENS
+from weir.mock_llm.tokens import (
+    DEFAULT_ANSWER,
+    DEFAULT_ANSWER_TOKENS,
+    TOOL_PREAMBLE,
+    TOOL_PREAMBLE_TOKENS,
+)
+from weir.mock_llm.tools import generate_arguments, split_arguments
 
 CHAT = "/v1/chat/completions"
 USER_HI = [{"role": "user", "content": "Hello there"}]
@@ -253,10 +259,13 @@ async def test_streamed_n_choices_and_max_tokens(client: httpx.AsyncClient) -> N
         assert [m["finish_reason"] for m in mine] == [None, None, None, "length"]
 
 
-async def test_stream_events_are_sent_separately_over_time() -> None:
-    """Drive the ASGI app directly: each token is its own body message, sent after a delay."""
-    app = create_app(MockSettings(ttft_ms=40, tpot_ms=15))
-    body = orjson.dumps({"model": "m", "messages": USER_HI, "stream": True})
+async def timed_stream(
+    app: Any, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> tuple[float, list[tuple[float, bytes]]]:
+    """Drive the ASGI app directly: ``(start, [(time, body) of each non-empty body message])``."""
+    raw_body = orjson.dumps(body)
+    raw_headers = [(b"content-type", b"application/json")]
+    raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -267,7 +276,7 @@ async def test_stream_events_are_sent_separately_over_time() -> None:
         "raw_path": CHAT.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"content-type", b"application/json")],
+        "headers": raw_headers,
         "client": ("127.0.0.1", 1234),
         "server": ("mock", 80),
     }
@@ -279,7 +288,7 @@ async def test_stream_events_are_sent_separately_over_time() -> None:
         nonlocal body_given
         if not body_given:
             body_given = True
-            return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.request", "body": raw_body, "more_body": False}
         await never.wait()
         return {"type": "http.disconnect"}
 
@@ -289,7 +298,13 @@ async def test_stream_events_are_sent_separately_over_time() -> None:
     start = time.monotonic()
     await app(scope, receive, send)
     assert sent[0][1]["type"] == "http.response.start"
-    bodies = [(t, m["body"]) for t, m in sent[1:] if m["body"]]
+    return start, [(t, m["body"]) for t, m in sent[1:] if m["body"]]
+
+
+async def test_stream_events_are_sent_separately_over_time() -> None:
+    """Each token is its own body message, sent after a delay."""
+    app = create_app(MockSettings(ttft_ms=40, tpot_ms=15))
+    start, bodies = await timed_stream(app, {"model": "m", "messages": USER_HI, "stream": True})
     assert len(bodies) == len(DEFAULT_ANSWER_TOKENS)
     assert all(b.startswith(b"data: {") and b.count(b"data: ") in (1, 2) for _, b in bodies)
     assert bodies[-1][1].endswith(b"data: [DONE]\n\n")
@@ -494,14 +509,248 @@ async def test_streamed_tool_call(client: httpx.AsyncClient) -> None:
     assert usage_chunk["usage"]["completion_tokens"] == len(call_chunks)
 
 
-async def test_tool_call_behavior_without_tools_is_400(client: httpx.AsyncClient) -> None:
-    r = await client.post(
-        CHAT,
-        json={"model": "m", "messages": USER_HI},
-        headers={"X-Mock-Behavior": "tool_call"},
+@pytest.mark.parametrize("behavior", ["tool_call", "text_then_tool_call", "parallel_tool_calls"])
+@pytest.mark.parametrize("tools", [None, [{"type": "custom", "custom": {"name": "grammar"}}]])
+async def test_tool_behaviors_without_function_tools_are_400(
+    client: httpx.AsyncClient, behavior: str, tools: Any
+) -> None:
+    for stream in (False, True):
+        body = {"model": "m", "messages": USER_HI, "stream": stream, "tools": tools}
+        r = await client.post(CHAT, json=body, headers={"X-Mock-Behavior": behavior})
+        error = assert_error(
+            r, 400, type="invalid_request_error", param="tools", code="no_tools_offered"
+        )
+        assert "no tools" in error["message"]
+        assert behavior in error["message"]
+
+
+# ---- text then a tool call, parallel tool calls ---------------------------------------
+
+
+def generated_arguments(name: str) -> Any:
+    """The arguments the mock makes up for the tool ``name`` of ``TOOLS``."""
+    return orjson.loads(generate_arguments(TOOL_PARAMS[name]))
+
+
+def call_tokens(names: list[str]) -> int:
+    """The completion tokens counted for calls to ``names``: one per streamed chunk."""
+    return sum(1 + len(split_arguments(generate_arguments(TOOL_PARAMS[n]))) for n in names)
+
+
+def assert_tool_calls(message: dict[str, Any], names: list[str]) -> list[str]:
+    """Check the calls of a non-streamed message (names, arguments); their ids."""
+    calls = message["tool_calls"]
+    assert [c["function"]["name"] for c in calls] == names
+    for call in calls:
+        assert call["id"].startswith("call_")
+        assert call["type"] == "function"
+        arguments = orjson.loads(call["function"]["arguments"])
+        assert arguments == generated_arguments(call["function"]["name"])
+        jsonschema.validate(arguments, TOOL_PARAMS[call["function"]["name"]])
+    return [c["id"] for c in calls]
+
+
+def streamed_message(choice_chunks: list[dict[str, Any]]) -> tuple[str | None, list[Any]]:
+    """The content and the calls ``(id, name, arguments, n_chunks)`` of one streamed choice.
+
+    Checks the order of the deltas: the role in the first only; content deltas before any
+    tool-call delta; then each call in turn, its head first (index, id, type, name, empty
+    arguments), then its argument fragments (index and arguments only); the finish reason
+    ``tool_calls`` on the last chunk only.
+    """
+    content: list[str] = []
+    calls: list[Any] = []
+    for n, choice in enumerate(choice_chunks):
+        delta = choice["delta"]
+        assert ("role" in delta) == (n == 0), delta
+        last = n == len(choice_chunks) - 1
+        assert choice["finish_reason"] == ("tool_calls" if last else None)
+        if "tool_calls" not in delta:
+            assert not calls, "content after a tool call"
+            content.append(delta["content"])
+            continue
+        assert delta.get("content") is None
+        [call] = delta["tool_calls"]
+        if "id" in call:
+            assert call["index"] == len(calls)
+            assert call["id"].startswith("call_")
+            assert call["type"] == "function"
+            assert call["function"]["arguments"] == ""
+            calls.append([call["id"], call["function"]["name"], [], 1])
+        else:
+            assert call["index"] == len(calls) - 1, "a call's fragments follow its head"
+            assert set(call) == {"index", "function"}
+            assert set(call["function"]) == {"arguments"}
+            calls[-1][2].append(call["function"]["arguments"])
+            calls[-1][3] += 1
+    parsed = [(i, name, orjson.loads("".join(f)), k) for i, name, f, k in calls]
+    return ("".join(content) if content else None), parsed
+
+
+def choice_chunks(chunks: list[dict[str, Any]], index: int) -> list[dict[str, Any]]:
+    """The choice ``index`` of each chunk that carries it."""
+    return [c["choices"][0] for c in chunks if c["choices"] and c["choices"][0]["index"] == index]
+
+
+TEXT_THEN_CALL = {"X-Mock-Behavior": "text_then_tool_call"}
+PARALLEL = {"X-Mock-Behavior": "Parallel_Tool_Calls"}
+GET_WEATHER_ONLY: dict[str, Any] = {
+    "type": "allowed_tools",
+    "allowed_tools": {
+        "mode": "auto",
+        "tools": [{"type": "function", "function": {"name": "get_weather"}}],
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "prompt, extra, expected",
+    [
+        ("Hello", {}, "lookup_order"),
+        ("What does get_weather say?", {}, "get_weather"),
+        (
+            "Hello",
+            {"tool_choice": {"type": "function", "function": {"name": "get_weather"}}},
+            "get_weather",
+        ),
+        ("Hello", {"tool_choice": GET_WEATHER_ONLY}, "get_weather"),
+        ("Hello", {"tool_choice": "none", "parallel_tool_calls": False}, "lookup_order"),
+    ],
+)
+async def test_text_then_tool_call(
+    client: httpx.AsyncClient, prompt: str, extra: dict[str, Any], expected: str
+) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": prompt}], "tools": TOOLS}
+    r = await client.post(CHAT, json=body | extra, headers=TEXT_THEN_CALL)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    validate_openapi(body, "CreateChatCompletionResponse")
+    [choice] = body["choices"]
+    assert choice["finish_reason"] == "tool_calls"
+    message = choice["message"]
+    assert message["role"] == "assistant"
+    assert message["content"] == TOOL_PREAMBLE
+    assert message["refusal"] is None
+    assert_tool_calls(message, [expected])
+    usage = body["usage"]
+    assert usage["completion_tokens"] == len(TOOL_PREAMBLE_TOKENS) + call_tokens([expected])
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+async def test_text_then_tool_call_streamed(client: httpx.AsyncClient) -> None:
+    body = {
+        "model": "m",
+        "messages": USER_HI,
+        "tools": TOOLS,
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    chunks = sse_chunks(await client.post(CHAT, json=body, headers=TEXT_THEN_CALL))
+    *choice_chunks_, usage_chunk = chunks
+    mine = [c["choices"][0] for c in choice_chunks_]
+    assert [m["delta"].get("content") for m in mine[: len(TOOL_PREAMBLE_TOKENS)]] == list(
+        TOOL_PREAMBLE_TOKENS
     )
-    error = assert_error(r, 400, type="invalid_request_error", param="tools")
-    assert "no tools" in error["message"]
+    assert mine[0]["delta"] == {"role": "assistant", "content": "Let ", "refusal": None}
+    assert set(mine[len(TOOL_PREAMBLE_TOKENS)]["delta"]) == {"tool_calls"}
+    content, calls = streamed_message(mine)
+    assert content == TOOL_PREAMBLE
+    [(_, name, arguments, n_chunks)] = calls
+    assert name == "get_weather"
+    assert arguments == generated_arguments("get_weather")
+    assert n_chunks > 2
+    assert len(mine) == len(TOOL_PREAMBLE_TOKENS) + n_chunks
+    assert usage_chunk["choices"] == []
+    assert usage_chunk["usage"]["completion_tokens"] == len(mine)
+    assert usage_chunk["usage"]["completion_tokens"] == (
+        len(TOOL_PREAMBLE_TOKENS) + call_tokens(["get_weather"])
+    )
+
+
+async def test_text_then_tool_call_stream_respects_latency() -> None:
+    app = create_app(MockSettings(ttft_ms=40, tpot_ms=10))
+    body = {"model": "m", "messages": USER_HI, "tools": TOOLS, "stream": True}
+    start, bodies = await timed_stream(app, body, TEXT_THEN_CALL)
+    assert len(bodies) == len(TOOL_PREAMBLE_TOKENS) + call_tokens(["lookup_order"])
+    assert bodies[-1][1].endswith(b"data: [DONE]\n\n")
+    times = [t for t, _ in bodies]
+    assert times[0] - start >= 0.035
+    assert times[-1] - times[0] >= 0.010 * (len(times) - 1) * 0.9
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        ({}, ["lookup_order", "get_weather"]),
+        ({"parallel_tool_calls": True}, ["lookup_order", "get_weather"]),
+        ({"parallel_tool_calls": False}, ["lookup_order"]),
+        ({"tools": TOOLS[::-1]}, ["get_weather", "lookup_order"]),
+        ({"tool_choice": "none"}, ["lookup_order", "get_weather"]),
+        (
+            {"tool_choice": {"type": "function", "function": {"name": "get_weather"}}},
+            ["get_weather"],
+        ),
+        ({"tool_choice": GET_WEATHER_ONLY}, ["get_weather"]),
+        (
+            {"tools": [{"type": "custom", "custom": {"name": "grammar"}}, *TOOLS]},
+            ["lookup_order", "get_weather"],
+        ),
+    ],
+)
+async def test_parallel_tool_calls(
+    client: httpx.AsyncClient, extra: dict[str, Any], expected: list[str]
+) -> None:
+    request = {"model": "m", "messages": USER_HI, "tools": TOOLS} | extra
+    r = await client.post(CHAT, json=request, headers=PARALLEL)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    validate_openapi(body, "CreateChatCompletionResponse")
+    [choice] = body["choices"]
+    assert choice["finish_reason"] == "tool_calls"
+    message = choice["message"]
+    assert message["content"] is None
+    ids = assert_tool_calls(message, expected)
+    assert len(set(ids)) == len(ids)
+    assert body["usage"]["completion_tokens"] == call_tokens(expected)
+
+    stream = request | {"stream": True, "stream_options": {"include_usage": True}}
+    *chunks, usage_chunk = sse_chunks(await client.post(CHAT, json=stream, headers=PARALLEL))
+    mine = choice_chunks(chunks, 0)
+    assert len(mine) == len(chunks)
+    assert mine[0]["delta"]["content"] is None
+    content, calls = streamed_message(mine)
+    assert content is None
+    assert [name for _, name, _, _ in calls] == expected
+    assert [arguments for _, _, arguments, _ in calls] == [generated_arguments(n) for n in expected]
+    assert len({call_id for call_id, _, _, _ in calls}) == len(expected)
+    assert usage_chunk["usage"]["completion_tokens"] == len(chunks) == call_tokens(expected)
+
+
+@pytest.mark.parametrize("headers", [TEXT_THEN_CALL, PARALLEL])
+async def test_tool_behaviors_with_n_choices(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    parallel = headers is PARALLEL
+    expected = ["lookup_order", "get_weather"] if parallel else ["lookup_order"]
+    content = None if parallel else TOOL_PREAMBLE
+    request = {"model": "m", "messages": USER_HI, "tools": TOOLS, "n": 2}
+    body = (await client.post(CHAT, json=request, headers=headers)).json()
+    validate_openapi(body, "CreateChatCompletionResponse")
+    ids = []
+    for choice in body["choices"]:
+        assert choice["message"]["content"] == content
+        ids += assert_tool_calls(choice["message"], expected)
+    assert len(set(ids)) == 2 * len(expected)
+
+    chunks = sse_chunks(await client.post(CHAT, json=request | {"stream": True}, headers=headers))
+    streamed_ids = []
+    for index in (0, 1):
+        streamed_content, calls = streamed_message(choice_chunks(chunks, index))
+        assert streamed_content == content
+        assert [name for _, name, _, _ in calls] == expected
+        streamed_ids += [call_id for call_id, _, _, _ in calls]
+    assert len(set(streamed_ids)) == 2 * len(expected)
 
 
 # ---- error behaviours -----------------------------------------------------------------
@@ -640,6 +889,11 @@ async def test_invalid_json_is_400(client: httpx.AsyncClient) -> None:
             None,
         ),
         ({"model": "m", "messages": USER_HI, "tools": {}}, "tools", "invalid_type"),
+        (
+            {"model": "m", "messages": USER_HI, "parallel_tool_calls": "no"},
+            "parallel_tool_calls",
+            "invalid_type",
+        ),
         ({"model": "m", "messages": USER_HI, "tool_choice": "required"}, "tool_choice", None),
         (
             {"model": "m", "messages": USER_HI, "tools": TOOLS, "tool_choice": "always"},

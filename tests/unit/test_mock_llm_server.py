@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from tests.openapi_schema import validate_openapi
-from weir.mock_llm.tokens import DEFAULT_ANSWER, DEFAULT_ANSWER_TOKENS
+from weir.mock_llm.tokens import DEFAULT_ANSWER, DEFAULT_ANSWER_TOKENS, TOOL_PREAMBLE
 
 FAST = {"X-Mock-TPOT-Ms": "0"}  # the server's default is tpot_ms=30
 MESSAGES: Any = [{"role": "user", "content": "Say something"}]
@@ -38,6 +38,22 @@ TOOLS: Any = [
         },
     }
 ]
+LOOKUP_TOOL: Any = {
+    "type": "function",
+    "function": {
+        "name": "lookup_order",
+        "parameters": {
+            "type": "object",
+            "properties": {"order_id": {"type": "string"}},
+            "required": ["order_id"],
+        },
+    },
+}
+
+GENERATED_ARGUMENTS = {
+    "get_weather": {"city": "Paris", "unit": "celsius"},
+    "lookup_order": {"order_id": "example order_id"},
+}
 
 
 def _free_port() -> int:
@@ -180,6 +196,48 @@ def test_tool_calls(client: openai.OpenAI) -> None:
     assert len(fragments) > 1
     assert json.loads("".join(fragments)) == arguments
     assert finish == "tool_calls"
+
+
+@pytest.mark.parametrize(
+    "behavior, content, names",
+    [
+        ("text_then_tool_call", TOOL_PREAMBLE, ["get_weather"]),
+        ("parallel_tool_calls", None, ["get_weather", "lookup_order"]),
+    ],
+)
+def test_text_then_tool_call_and_parallel_calls(
+    client: openai.OpenAI, behavior: str, content: str | None, names: list[str]
+) -> None:
+    """The SDK's stream helper rebuilds from the deltas the message sent whole."""
+    tools = [*TOOLS, LOOKUP_TOOL]
+    headers = FAST | {"X-Mock-Behavior": behavior}
+    completion = client.chat.completions.create(
+        model="mock-gpt", messages=MESSAGES, tools=tools, extra_headers=headers
+    )
+    with client.chat.completions.stream(
+        model="mock-gpt",
+        messages=MESSAGES,
+        tools=tools,
+        stream_options={"include_usage": True},
+        extra_headers=headers,
+    ) as stream:
+        kinds = [event.type for event in stream]
+        streamed = stream.get_final_completion()
+    deltas = [k for k in kinds if k in ("content.delta", "tool_calls.function.arguments.delta")]
+    assert deltas == sorted(deltas, key=lambda kind: kind != "content.delta")  # content first
+    assert ("content.delta" in deltas) == (content is not None)
+    for final in (completion, streamed):
+        [choice] = final.choices
+        assert choice.finish_reason == "tool_calls"
+        assert choice.message.content == content
+        calls = choice.message.tool_calls or []
+        functions = [call.function for call in calls if call.type == "function"]
+        assert [function.name for function in functions] == names
+        arguments = {f.name: json.loads(f.arguments) for f in functions}
+        assert arguments == {name: GENERATED_ARGUMENTS[name] for name in names}
+        assert len({call.id for call in calls}) == len(names)
+    assert streamed.usage is not None and completion.usage is not None
+    assert streamed.usage.completion_tokens == completion.usage.completion_tokens
 
 
 def test_error_behaviors_raise_sdk_errors(client: openai.OpenAI) -> None:

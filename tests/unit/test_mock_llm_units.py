@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from weir.mock_llm import MockSettings
+from weir.mock_llm.completions import ChoicePlan, ToolCallPlan
 from weir.mock_llm.tokens import (
     DEFAULT_ANSWER,
     DEFAULT_ANSWER_TOKENS,
@@ -211,6 +212,56 @@ def test_split_arguments() -> None:
     assert len(fragments) > 3
     assert "".join(fragments) == arguments
     assert split_arguments("{}") == ["{}"]
+
+
+def test_choice_plan_streams_content_then_each_call_in_turn() -> None:
+    calls = [ToolCallPlan("call_a", "a", '{"x":"0123456789"}'), ToolCallPlan("call_b", "b", "{}")]
+    plan = ChoicePlan(tokens=("Hi ", "there"), tool_calls=calls, finish_reason="tool_calls")
+    assert plan.n_events == plan.completion_tokens == 2 + (1 + 3) + (1 + 1)
+    deltas = [plan.delta(step) for step in range(plan.n_events)]
+    assert deltas[:2] == [
+        {"role": "assistant", "content": "Hi ", "refusal": None},
+        {"content": "there"},
+    ]
+    head_a = {
+        "index": 0,
+        "id": "call_a",
+        "type": "function",
+        "function": {"name": "a", "arguments": ""},
+    }
+    assert deltas[2] == {"tool_calls": [head_a]}
+    fragments = [d["tool_calls"][0] for d in deltas[3:6]]
+    assert all(set(f) == {"index", "function"} and f["index"] == 0 for f in fragments)
+    assert "".join(f["function"]["arguments"] for f in fragments) == calls[0].arguments
+    assert deltas[6:] == [
+        {
+            "tool_calls": [
+                {
+                    "index": 1,
+                    "id": "call_b",
+                    "type": "function",
+                    "function": {"name": "b", "arguments": ""},
+                }
+            ]
+        },
+        {"tool_calls": [{"index": 1, "function": {"arguments": "{}"}}]},
+    ]
+    message = plan.message()
+    assert message["content"] == "Hi there"
+    assert [c["id"] for c in message["tool_calls"]] == ["call_a", "call_b"]
+
+
+def test_choice_plan_without_content() -> None:
+    calls_only = ChoicePlan(tool_calls=[ToolCallPlan("call_a", "a", "{}")])
+    assert calls_only.message()["content"] is None
+    assert calls_only.delta(0)["role"] == "assistant"
+    assert calls_only.delta(0)["content"] is None
+    assert calls_only.delta(0)["tool_calls"][0]["id"] == "call_a"
+    empty = ChoicePlan()
+    assert (empty.n_events, empty.completion_tokens) == (1, 0)
+    assert empty.delta(0) == {"role": "assistant", "content": "", "refusal": None}
+    assert empty.message()["content"] == ""
+    assert "tool_calls" not in empty.message()
 
 
 def test_settings_validation() -> None:

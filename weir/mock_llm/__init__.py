@@ -5,8 +5,11 @@ Routes: ``POST /v1/chat/completions`` (streamed or not, tool calls), ``GET /v1/m
 
 The default answer is a fixed ~20-token sentence. Per-request headers:
 
-- ``X-Mock-Behavior``: ``echo`` (answer the last user message verbatim), ``tool_call``,
-  ``error-429`` (with ``Retry-After``), ``error-500``, ``hang`` (never answer);
+- ``X-Mock-Behavior``: ``echo`` (answer the last user message verbatim), ``tool_call`` (one
+  tool call), ``text_then_tool_call`` (a short sentence, then one tool call),
+  ``parallel_tool_calls`` (a call to each function tool offered, or to the first only if
+  ``parallel_tool_calls`` is false), ``error-429`` (with ``Retry-After``), ``error-500``,
+  ``hang`` (never answer). The tool behaviours are a 400 if no function tool is offered;
 - ``X-Mock-TTFT-Ms`` / ``X-Mock-TPOT-Ms``: latency overrides in milliseconds.
 
 Every chat response carries ``X-Mock-Received-Model`` and

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from weir.mock_llm.behaviors import (
+    TOOL_BEHAVIORS,
     TPOT_HEADER,
     TTFT_HEADER,
     Behavior,
@@ -31,6 +32,7 @@ from weir.mock_llm.sse import SSEResponse
 from weir.mock_llm.stats import MockStats
 from weir.mock_llm.tokens import (
     DEFAULT_ANSWER_TOKENS,
+    TOOL_PREAMBLE_TOKENS,
     count_prompt_tokens,
     message_text,
     split_tokens,
@@ -70,51 +72,80 @@ def _last_user_text(messages: list[Any]) -> str:
     return ""
 
 
+def _offered_functions(req: ChatRequest) -> list[Mapping[str, Any]]:
+    """The function tools the request lets the model call (``allowed_tools`` applied)."""
+    if req.allowed_tools is None:
+        return req.functions
+    return [f for f in req.functions if f["name"] in req.allowed_tools]
+
+
+def _wants_tool(req: ChatRequest, prompt: str, functions: list[Mapping[str, Any]]) -> bool:
+    """Whether the default behaviour answers with a tool call."""
+    if not functions or req.tool_choice == "none":
+        return False
+    return req.tool_choice == "required" or (
+        req.messages[-1].get("role") == "user" and asks_for_tool(prompt, functions)
+    )
+
+
+def _functions_to_call(
+    req: ChatRequest, behavior: Behavior, prompt: str
+) -> list[Mapping[str, Any]]:
+    """The functions the answer calls, in order; none if it answers with text."""
+    functions = _offered_functions(req)
+    if behavior in TOOL_BEHAVIORS:
+        if not functions:
+            raise APIError(
+                400,
+                f"X-Mock-Behavior '{behavior.value}' was requested but no tools were offered: "
+                "'tools' has no function tool.",
+                param="tools",
+                code="no_tools_offered",
+            )
+    elif behavior is not Behavior.DEFAULT or not _wants_tool(req, prompt, functions):
+        return []
+    if behavior is not Behavior.PARALLEL_TOOL_CALLS or req.named_tool is not None:
+        return [pick_tool(functions, prompt, req.named_tool)]
+    return functions if req.parallel_tool_calls else functions[:1]
+
+
+def _tool_call_choices(
+    req: ChatRequest, behavior: Behavior, functions: list[Mapping[str, Any]]
+) -> list[ChoicePlan]:
+    """``n`` choices calling ``functions``, after a short sentence for ``text_then_tool_call``."""
+    calls = [(str(f["name"]), generate_arguments(f.get("parameters"))) for f in functions]
+    tokens = TOOL_PREAMBLE_TOKENS if behavior is Behavior.TEXT_THEN_TOOL_CALL else ()
+    return [
+        ChoicePlan(
+            tokens=tokens,
+            tool_calls=[ToolCallPlan(new_call_id(), name, arguments) for name, arguments in calls],
+            finish_reason="tool_calls",
+        )
+        for _ in range(req.n)
+    ]
+
+
+def _text_choices(req: ChatRequest, behavior: Behavior, prompt: str) -> list[ChoicePlan]:
+    """``n`` choices answering with text (the prompt for ``echo``), cut at ``max_tokens``."""
+    tokens: list[str] | tuple[str, ...]
+    tokens = split_tokens(prompt) if behavior is Behavior.ECHO else DEFAULT_ANSWER_TOKENS
+    finish = "stop"
+    if req.max_tokens is not None and len(tokens) > req.max_tokens:
+        tokens = tokens[: req.max_tokens]
+        finish = "length"
+    return [ChoicePlan(tokens=tokens, finish_reason=finish) for _ in range(req.n)]
+
+
 def plan_completion(
     req: ChatRequest, behavior: Behavior, ttft_ms: float, tpot_ms: float
 ) -> Completion:
     """Decide what the mock answers to a valid chat request."""
     prompt = _last_user_text(req.messages)
-    functions = req.functions
-    if req.allowed_tools is not None:
-        functions = [f for f in functions if f["name"] in req.allowed_tools]
-
-    use_tool = False
-    if behavior is Behavior.TOOL_CALL:
-        if not functions:
-            raise APIError(
-                400,
-                "X-Mock-Behavior 'tool_call' was requested but no tools were offered: "
-                "'tools' has no function tool.",
-                param="tools",
-                code="no_tools_offered",
-            )
-        use_tool = True
-    elif behavior is Behavior.DEFAULT and functions and req.tool_choice != "none":
-        use_tool = req.tool_choice == "required" or (
-            req.messages[-1].get("role") == "user" and asks_for_tool(prompt, functions)
-        )
-
-    choices: list[ChoicePlan]
-    if use_tool:
-        function = pick_tool(functions, prompt, req.named_tool)
-        arguments = generate_arguments(function.get("parameters"))
-        name = str(function["name"])
-        choices = [
-            ChoicePlan(
-                tool_call=ToolCallPlan(new_call_id(), name, arguments), finish_reason="tool_calls"
-            )
-            for _ in range(req.n)
-        ]
+    functions = _functions_to_call(req, behavior, prompt)
+    if functions:
+        choices = _tool_call_choices(req, behavior, functions)
     else:
-        tokens: list[str] | tuple[str, ...]
-        tokens = split_tokens(prompt) if behavior is Behavior.ECHO else DEFAULT_ANSWER_TOKENS
-        finish = "stop"
-        if req.max_tokens is not None and len(tokens) > req.max_tokens:
-            tokens = tokens[: req.max_tokens]
-            finish = "length"
-        choices = [ChoicePlan(tokens=tokens, finish_reason=finish) for _ in range(req.n)]
-
+        choices = _text_choices(req, behavior, prompt)
     return Completion(
         model=req.model,
         choices=choices,

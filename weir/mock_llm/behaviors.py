@@ -1,4 +1,10 @@
-"""Per-request behaviour selected by the ``X-Mock-Behavior`` header, and latency overrides."""
+"""Per-request behaviour selected by the ``X-Mock-Behavior`` header, and latency overrides.
+
+The tool behaviours (:data:`TOOL_BEHAVIORS`) call tools whatever the prompt says, and are a
+400 if no function tool is offered: ``tool_call`` makes one call, ``text_then_tool_call``
+says a short sentence and then makes one call, ``parallel_tool_calls`` calls each function
+offered, in order (only the first if the request sets ``parallel_tool_calls: false``).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from weir.mock_llm.errors import APIError
 
 __all__ = [
     "BEHAVIOR_HEADER",
+    "TOOL_BEHAVIORS",
     "TPOT_HEADER",
     "TTFT_HEADER",
     "Behavior",
@@ -27,12 +34,17 @@ class Behavior(StrEnum):
     DEFAULT = "default"
     ECHO = "echo"
     TOOL_CALL = "tool_call"
+    TEXT_THEN_TOOL_CALL = "text_then_tool_call"
+    PARALLEL_TOOL_CALLS = "parallel_tool_calls"
     ERROR_429 = "error-429"
     ERROR_500 = "error-500"
     HANG = "hang"
 
 
 _BY_NAME = {b.value: b for b in Behavior}
+TOOL_BEHAVIORS = frozenset(
+    {Behavior.TOOL_CALL, Behavior.TEXT_THEN_TOOL_CALL, Behavior.PARALLEL_TOOL_CALLS}
+)
 
 
 def parse_behavior(headers: Headers) -> Behavior:

@@ -37,6 +37,7 @@ class ChatRequest:
     tool_choice: str  # "auto", "none" or "required"
     named_tool: str | None
     allowed_tools: frozenset[str] | None
+    parallel_tool_calls: bool
     tools: Any
 
 
@@ -255,6 +256,9 @@ def parse_chat_request(body: Any) -> ChatRequest:
 
     functions = _check_tools(body)
     mode, named, allowed = _tool_choice(body, functions)
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise _invalid_type("parallel_tool_calls", "a boolean", parallel)
     return ChatRequest(
         model=model,
         messages=messages,
@@ -266,5 +270,6 @@ def parse_chat_request(body: Any) -> ChatRequest:
         tool_choice=mode,
         named_tool=named,
         allowed_tools=allowed,
+        parallel_tool_calls=parallel is not False,
         tools=body.get("tools"),
     )

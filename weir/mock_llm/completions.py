@@ -46,86 +46,92 @@ class ToolCallPlan:
     id: str
     name: str
     arguments: str
+    fragments: list[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.fragments = split_arguments(self.arguments)  # one per streamed chunk
+
+    @property
+    def n_events(self) -> int:
+        """How many chunks this call is streamed in: its head, then its arguments."""
+        return 1 + len(self.fragments)
+
+    def message(self) -> dict[str, Any]:
+        """This call in a non-streamed ``message.tool_calls``."""
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+    def delta(self, index: int, step: int) -> dict[str, Any]:
+        """This call's part of streamed chunk ``step`` (``0 <= step < n_events``).
+
+        The first chunk names the call (id, type, name, empty arguments); the others carry
+        the arguments, a fragment each. ``index`` is the call's place in the message.
+        """
+        if step == 0:
+            return {
+                "index": index,
+                "id": self.id,
+                "type": "function",
+                "function": {"name": self.name, "arguments": ""},
+            }
+        return {"index": index, "function": {"arguments": self.fragments[step - 1]}}
 
 
 @dataclass(slots=True)
 class ChoicePlan:
-    """What one choice says: content tokens, or a tool call."""
+    """What one choice says: content tokens, then tool calls (either may be empty)."""
 
     tokens: Sequence[str] = ()
-    tool_call: ToolCallPlan | None = None
+    tool_calls: Sequence[ToolCallPlan] = ()
     finish_reason: str = "stop"
-    _fragments: list[str] | None = field(default=None, repr=False)
-
-    @property
-    def fragments(self) -> list[str]:
-        """The tool-call arguments fragments (one per streamed chunk)."""
-        if self._fragments is None:
-            self._fragments = split_arguments(self.tool_call.arguments) if self.tool_call else []
-        return self._fragments
 
     @property
     def n_events(self) -> int:
-        """How many chunks this choice is streamed in."""
-        if self.tool_call is not None:
-            return 1 + len(self.fragments)
-        return max(1, len(self.tokens))
+        """How many chunks this choice is streamed in: its tokens, then its calls."""
+        return max(1, self.completion_tokens)
 
     @property
     def completion_tokens(self) -> int:
-        if self.tool_call is not None:
-            return self.n_events
-        return len(self.tokens)
+        """A token per content token, and per chunk of each tool call."""
+        return len(self.tokens) + sum(call.n_events for call in self.tool_calls)
 
     def message(self) -> dict[str, Any]:
         """The non-streamed ``message`` of this choice."""
-        if self.tool_call is not None:
-            call = self.tool_call
-            return {
-                "role": "assistant",
-                "content": None,
-                "refusal": None,
-                "tool_calls": [
-                    {
-                        "id": call.id,
-                        "type": "function",
-                        "function": {"name": call.name, "arguments": call.arguments},
-                    }
-                ],
-                "annotations": [],
-            }
-        return {
+        message: dict[str, Any] = {
             "role": "assistant",
-            "content": "".join(self.tokens),
+            "content": "".join(self.tokens) if self.tokens or not self.tool_calls else None,
             "refusal": None,
-            "annotations": [],
         }
+        if self.tool_calls:
+            message["tool_calls"] = [call.message() for call in self.tool_calls]
+        message["annotations"] = []
+        return message
 
     def delta(self, step: int) -> dict[str, Any]:
-        """The ``delta`` of streamed chunk number ``step`` (``0 <= step < n_events``)."""
-        if self.tool_call is not None:
-            call = self.tool_call
+        """The ``delta`` of streamed chunk number ``step`` (``0 <= step < n_events``).
+
+        The first chunk also says the role; content comes before any tool call.
+        """
+        if step < len(self.tokens) or not self.tool_calls:
+            text = self.tokens[step] if self.tokens else ""
             if step == 0:
-                return {
-                    "role": "assistant",
-                    "content": None,
-                    "refusal": None,
-                    "tool_calls": [
-                        {
-                            "index": 0,
-                            "id": call.id,
-                            "type": "function",
-                            "function": {"name": call.name, "arguments": ""},
-                        }
-                    ],
-                }
-            return {
-                "tool_calls": [{"index": 0, "function": {"arguments": self.fragments[step - 1]}}]
-            }
-        text = self.tokens[step] if self.tokens else ""
+                return {"role": "assistant", "content": text, "refusal": None}
+            return {"content": text}
+        delta: dict[str, Any] = {"tool_calls": [self._tool_call_delta(step - len(self.tokens))]}
         if step == 0:
-            return {"role": "assistant", "content": text, "refusal": None}
-        return {"content": text}
+            return {"role": "assistant", "content": None, "refusal": None, **delta}
+        return delta
+
+    def _tool_call_delta(self, step: int) -> dict[str, Any]:
+        """The tool-call delta of chunk ``step`` counted from the first call's head."""
+        for index, call in enumerate(self.tool_calls):
+            if step < call.n_events:
+                return call.delta(index, step)
+            step -= call.n_events
+        raise IndexError("step past the last tool call")
 
 
 @dataclass(slots=True)

@@ -15,6 +15,8 @@ import orjson
 __all__ = [
     "DEFAULT_ANSWER",
     "DEFAULT_ANSWER_TOKENS",
+    "TOOL_PREAMBLE",
+    "TOOL_PREAMBLE_TOKENS",
     "count_prompt_tokens",
     "count_tokens",
     "message_text",
@@ -27,6 +29,8 @@ DEFAULT_ANSWER = (
     "This is a mock response from the Weir mock LLM, "
     "sent one word at a time for testing the gateway."
 )
+# What the ``text_then_tool_call`` behaviour says before its tool call.
+TOOL_PREAMBLE = "Let me check that for you."
 
 # Tokens added per message and per request, in the spirit of OpenAI's chat format.
 _PER_MESSAGE = 3
@@ -39,6 +43,7 @@ def split_tokens(text: str) -> list[str]:
 
 
 DEFAULT_ANSWER_TOKENS: tuple[str, ...] = tuple(split_tokens(DEFAULT_ANSWER))
+TOOL_PREAMBLE_TOKENS: tuple[str, ...] = tuple(split_tokens(TOOL_PREAMBLE))
 
 
 def count_tokens(text: str) -> int:
