@@ -72,12 +72,32 @@ class Endpoint:
     source_file: str = ""
 
 
+POLICY_STAGES = ("request", "response")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A Rego module evaluated by ext_proc at one stage of the requests of some endpoints."""
+
+    name: str
+    stage: str  # one of POLICY_STAGES
+    rego: str
+    package: str  # "data.weir.tools", as the module declares it
+    endpoints: tuple[str, ...] = ()  # Endpoint names; empty = every endpoint
+    fail_open: bool = False
+    source_file: str = ""
+
+    def applies_to(self, endpoint: str) -> bool:
+        return not self.endpoints or endpoint in self.endpoints
+
+
 @dataclass(frozen=True)
 class ConfigSet:
     """Every accepted resource of one consistent load."""
 
     backends: tuple[Backend, ...] = ()
     endpoints: tuple[Endpoint, ...] = ()
+    policies: tuple[Policy, ...] = ()
 
     def backend(self, name: str) -> Backend | None:
         for b in self.backends:

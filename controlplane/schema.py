@@ -318,11 +318,55 @@ ENDPOINT_SCHEMA: Final[JSONSchema] = _resource(
     ENDPOINT_SPEC_SCHEMA,
 )
 
+# --- Policy -----------------------------------------------------------------------------------
+
+POLICY_SPEC_SCHEMA: Final[JSONSchema] = _obj(
+    "A Rego module that ext_proc evaluates in-process on the requests of some endpoints. "
+    "The module's `deny` set (strings) refuses a request or a response when it is not "
+    "empty; at the request stage its `patch` object changes request fields.",
+    {
+        "stage": _str(
+            "When it runs: `request` (before the upstream is called) or `response` (on the "
+            "answer: on streams at each tool call as soon as its arguments are complete and "
+            "on the final message).",
+            enum=["request", "response"],
+        ),
+        "endpoints": {
+            "type": "array",
+            "description": "The names of the Endpoint resources it applies to; omit it to "
+            "apply the policy to every endpoint.",
+            "items": _str("The name of an Endpoint resource.", NAME_PATTERN, maxLength=63),
+        },
+        "failOpen": {
+            "type": "boolean",
+            "default": False,
+            "description": "When evaluating the policy fails at run time: false (the default) "
+            "answers 500 `policy_error`; true lets the request go on as if the policy had "
+            "allowed it. Either way the failure is logged and recorded.",
+        },
+        "rego": _str(
+            "The Rego module (Rego v1 syntax: `if` and `contains`). It declares a package "
+            "and defines `deny` (a set of reasons) and, at the request stage, optionally "
+            "`patch` (an object of request fields to set; null removes a field).",
+            minLength=1,
+            maxLength=262144,
+        ),
+    },
+    required=["stage", "rego"],
+)
+
+POLICY_SCHEMA: Final[JSONSchema] = _resource(
+    "Policy",
+    "A Policy: Rego evaluated on requests and responses of some endpoints.",
+    POLICY_SPEC_SCHEMA,
+)
+
 # --- registry ---------------------------------------------------------------------------------
 
 KINDS: Final[dict[str, JSONSchema]] = {
     "Backend": BACKEND_SCHEMA,
     "Endpoint": ENDPOINT_SCHEMA,
+    "Policy": POLICY_SCHEMA,
 }
 """Every kind this version understands, to the JSON Schema of the whole resource."""
 

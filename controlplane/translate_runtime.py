@@ -16,6 +16,10 @@ from controlplane.translate_envoy import (
 from weir.config.v1 import runtime_pb2
 
 RUNTIME_RESOURCE_NAME = "runtime"
+_STAGES = {
+    "request": runtime_pb2.Policy.STAGE_REQUEST,
+    "response": runtime_pb2.Policy.STAGE_RESPONSE,
+}
 
 
 def translate(
@@ -79,6 +83,18 @@ def translate(
                     )
                     for alias in endpoint.models
                 ],
+            )
+        )
+    every_endpoint = [endpoint.name for endpoint in config.endpoints]
+    for policy in sorted(config.policies, key=lambda p: p.name):
+        runtime.policies.append(
+            runtime_pb2.Policy(
+                name=policy.name,
+                stage=_STAGES[policy.stage],
+                module=policy.rego,
+                package=policy.package,
+                endpoints=list(policy.endpoints) or every_endpoint,
+                fail_open=policy.fail_open,
             )
         )
     if errors:

@@ -40,9 +40,11 @@ from controlplane.model import (
     Endpoint,
     ModelAlias,
     ModelTarget,
+    Policy,
     Pricing,
 )
 from controlplane.schema import DURATION_PATTERN, ENV_VAR_PATTERN, KINDS, PATTERN_HINTS
+from weir.rego import RegoCompileError, compile_module
 
 FieldPath = tuple[str | int, ...]
 
@@ -233,6 +235,10 @@ def _describe(error: ValidationError) -> Iterator[tuple[FieldPath, str]]:
         yield path, f"is longer than {error.validator_value} characters"
     elif keyword == "minimum":
         yield path, f"must be at least {error.validator_value}, got {_short(instance)}"
+    elif keyword == "enum":
+        values = error.validator_value
+        allowed = ", ".join(str(v) for v in values) if isinstance(values, list) else str(values)
+        yield path, f"must be one of: {allowed}; got {_short(instance)}"
     elif keyword == "const":
         yield path, f"must be {error.validator_value!r}, got {_short(instance)}"
     else:
@@ -462,10 +468,65 @@ def _check_endpoints(docs: Sequence[_Doc], errors: _Errors, partial: bool) -> No
                     )
 
 
+# What a Policy's module must define, per stage: the rules ext_proc evaluates.
+POLICY_RULES: Final = {"request": ("deny", "patch"), "response": ("deny",)}
+
+
+def _check_policies(docs: Sequence[_Doc], errors: _Errors, partial: bool) -> None:
+    endpoints = {d.raw_name for d in docs if d.kind == "Endpoint" and d.raw_name is not None}
+    for doc in docs:
+        if not (doc.readable and doc.kind == "Policy"):
+            continue
+        spec = doc.spec()
+        names = spec.get("endpoints")
+        seen: set[str] = set()
+        for i, name in enumerate(names if isinstance(names, list) else []):
+            if not isinstance(name, str):
+                continue
+            if name in seen:
+                errors.add(doc, ("spec", "endpoints", i), f"Endpoint {name!r} is listed twice")
+            elif name not in endpoints and not partial:
+                defined = ", ".join(sorted(endpoints)) or "none"
+                errors.add(
+                    doc,
+                    ("spec", "endpoints", i),
+                    f"unknown Endpoint {name!r} (defined Endpoints: {defined})",
+                )
+            seen.add(name)
+        _check_rego(doc, spec, errors)
+
+
+def _check_rego(doc: _Doc, spec: Mapping[str, Any], errors: _Errors) -> None:
+    source, stage = _string(spec, "rego"), _string(spec, "stage")
+    if not source or stage not in POLICY_RULES:
+        return
+    entry_rules = POLICY_RULES[stage]
+    try:
+        module = compile_module(f"{doc.raw_name or 'policy'}.rego", source, entry_rules)
+    except RegoCompileError as error:
+        errors.add(doc, ("spec", "rego"), f"the Rego module does not compile: {error}")
+        return
+    if not module.rules & set(entry_rules):
+        wanted = " or ".join(f"`{rule}`" for rule in entry_rules)
+        errors.add(
+            doc,
+            ("spec", "rego"),
+            f"the module (package {module.package.removeprefix('data.')}) defines no {wanted} "
+            f"rule, so a {stage} policy would never decide anything",
+        )
+    if stage == "response" and "patch" in module.rules:
+        errors.add(
+            doc,
+            ("spec", "rego"),
+            "`patch` is applied at the request stage only; move it to a request Policy",
+        )
+
+
 _CHECKS: Final[list[Callable[[Sequence[_Doc], _Errors, bool], None]]] = [
     _check_unique_names,
     _check_backends,
     _check_endpoints,
+    _check_policies,
 ]
 
 # --- conversion (only of valid documents, once every check passed) ---------------------------
@@ -528,9 +589,26 @@ def _to_endpoint(doc: _Doc) -> Endpoint:
     )
 
 
+def _to_policy(doc: _Doc) -> Policy:
+    spec = doc.spec()
+    name = doc.resource_name()
+    stage = spec["stage"]
+    module = compile_module(f"{name}.rego", spec["rego"], POLICY_RULES[stage])
+    return Policy(
+        name=name,
+        stage=stage,
+        rego=spec["rego"],
+        package=module.package,
+        endpoints=tuple(spec.get("endpoints", ())),
+        fail_open=bool(spec.get("failOpen", False)),
+        source_file=doc.file,
+    )
+
+
 _CONVERTERS: Final[dict[str, Callable[[_Doc], object]]] = {
     "Backend": _to_backend,
     "Endpoint": _to_endpoint,
+    "Policy": _to_policy,
 }
 
 # --- entry point ------------------------------------------------------------------------------
@@ -553,4 +631,5 @@ def validate_documents(docs: Sequence[tuple[str, Any]], *, partial: bool = False
     return ConfigSet(
         backends=tuple(r for r in resources if isinstance(r, Backend)),
         endpoints=tuple(r for r in resources if isinstance(r, Endpoint)),
+        policies=tuple(r for r in resources if isinstance(r, Policy)),
     )

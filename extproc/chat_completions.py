@@ -62,13 +62,9 @@ def clamp_max_tokens(body: dict[str, Any], capacity: int) -> int | None:
     return clamped
 
 
-def route(
-    endpoint: EndpointRoutes,
-    body: dict[str, Any],
-    table: RouteTable,
-    query: str,
-) -> RoutedRequest:
-    """Validate `body` (changed in place) and route it; raises GatewayError."""
+def check(endpoint: EndpointRoutes, body: dict[str, Any]) -> tuple[str, tuple[Target, ...]]:
+    """The requested model and its targets, once `body` is a valid request for a model
+    the endpoint serves; raises GatewayError."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest(
@@ -82,6 +78,18 @@ def route(
             param="model",
         )
     validate_chat_request(body)
+    return model, targets
+
+
+def route(
+    endpoint: EndpointRoutes,
+    body: dict[str, Any],
+    table: RouteTable,
+    query: str,
+    model: str,
+    targets: tuple[Target, ...],
+) -> RoutedRequest:
+    """Route a `body` that passed `check` (changed in place); raises GatewayError."""
     target = targets[0]
     clamped_from = clamp_max_tokens(body, target.max_output_tokens)
     path = f"{target.path_prefix}/{API_PATH}"

@@ -91,12 +91,30 @@ CONTINUE_RESPONSE_BODY = ext.ProcessingResponse(response_body=ext.BodyResponse()
 CONTINUE_REQUEST_TRAILERS = ext.ProcessingResponse(request_trailers=ext.TrailersResponse())
 CONTINUE_RESPONSE_TRAILERS = ext.ProcessingResponse(response_trailers=ext.TrailersResponse())
 
-# The complete mode for a streamed (SSE) response: mode_override is applied literally.
-STREAM_RESPONSE_MODE = ProcessingMode(
-    request_header_mode=ProcessingMode.SEND,
-    response_header_mode=ProcessingMode.SEND,
-    request_body_mode=ProcessingMode.BUFFERED,
-    response_body_mode=ProcessingMode.STREAMED,
-    request_trailer_mode=ProcessingMode.SKIP,
-    response_trailer_mode=ProcessingMode.SKIP,
-)
+
+def body_replacement(body: bytes) -> ext.ProcessingResponse:
+    """Answer a response body chunk with other bytes (maybe none)."""
+    mutation = ext.BodyMutation(body=body) if body else ext.BodyMutation(clear_body=True)
+    return ext.ProcessingResponse(
+        response_body=ext.BodyResponse(response=ext.CommonResponse(body_mutation=mutation))
+    )
+
+
+def _response_body_mode(body_mode: int) -> processing_mode_pb2.ProcessingMode:
+    """The complete mode with `body_mode` for the response body: mode_override is
+    applied literally, so every field is spelled out."""
+    mode: processing_mode_pb2.ProcessingMode = ProcessingMode(
+        request_header_mode=ProcessingMode.SEND,
+        response_header_mode=ProcessingMode.SEND,
+        request_body_mode=ProcessingMode.BUFFERED,
+        response_body_mode=body_mode,
+        request_trailer_mode=ProcessingMode.SKIP,
+        response_trailer_mode=ProcessingMode.SKIP,
+    )
+    return mode
+
+
+# A streamed (SSE) response goes through chunk by chunk.
+STREAM_RESPONSE_MODE = _response_body_mode(ProcessingMode.STREAMED)
+# A JSON response that must be seen whole before the client gets any of it.
+BUFFER_RESPONSE_MODE = _response_body_mode(ProcessingMode.BUFFERED)

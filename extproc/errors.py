@@ -61,6 +61,21 @@ class PermissionDenied(GatewayError):
     code = "permission_denied"
 
 
+class PolicyDenied(PermissionDenied):
+    """403 from a Rego policy's `deny`: the SDK raises PermissionDeniedError."""
+
+    error_type = "policy_violation"
+    code = "policy_denied"
+
+
+class PolicyFailed(GatewayError):
+    """500: a fail-closed policy could not be evaluated."""
+
+    status = 500
+    error_type = "server_error"
+    code = "policy_error"
+
+
 class NotFound(GatewayError):
     status = 404
     error_type = "invalid_request_error"

@@ -6,8 +6,10 @@ the response body chunks. Exactly one ProcessingResponse answers each message. A
 ImmediateResponse ends the exchange before the upstream is called.
 
 Stages: request headers → ids, custom properties, the URL, the API key, the endpoint;
-request body → validation, session, model routing, max-tokens clamp; response headers →
-the ids on the response, SSE switched to STREAMED. When the gRPC stream ends, the
+request body → validation, session, request policies (deny, patch), model routing,
+max-tokens clamp; response headers → the ids on the response, SSE switched to STREAMED,
+a JSON answer that may hold tool calls (or meets response policies) to BUFFERED;
+response body → tool calls collected, response policies. When the gRPC stream ends, the
 request's record is handed to the record sink (never blocking).
 """
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ext
@@ -24,11 +26,20 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_grpc
 
 from extproc import chat_completions, correlation
 from extproc.auth import INFERENCE_SCOPE, KeyIndexHolder, Principal, authorize
+from extproc.completion_watch import (
+    MAX_RECORDED_CALLS,
+    ResponseCheck,
+    StreamWatch,
+    ToolCall,
+    read_completion,
+)
 from extproc.envoy_messages import (
+    BUFFER_RESPONSE_MODE,
     CONTINUE_REQUEST_TRAILERS,
     CONTINUE_RESPONSE_BODY,
     CONTINUE_RESPONSE_TRAILERS,
     STREAM_RESPONSE_MODE,
+    body_replacement,
     error_response,
     header_mutation,
     header_values,
@@ -45,12 +56,14 @@ from extproc.errors import (
     ModelNotFound,
     NotReady,
     PayloadTooLarge,
+    PolicyFailed,
     UnknownURL,
     UnsupportedMediaType,
 )
+from extproc.policies import Decision, apply_patch, evaluate
+from extproc.policy_input import request_document
 from extproc.records import RequestRecord
-from extproc.routes import EndpointRoutes, RouteTableHolder
-from extproc.sse import SSEDecoder
+from extproc.routes import EndpointRoutes, RouteTableHolder, Target
 
 log = logging.getLogger("weir.extproc")
 
@@ -79,27 +92,33 @@ class Exchange:
     """What ext_proc knows about one HTTP request/response."""
 
     __slots__ = (
+        "buffered",
+        "check",
         "clamped_from",
+        "decisions",
         "endpoint",
         "error_code",
         "finished",
         "keys",
+        "may_call_tools",
         "principal",
         "project",
         "properties",
         "query",
         "request_id",
+        "requested_model",
         "routed",
         "routes",
         "session_id",
-        "sse",
         "started",
         "started_at",
         "status",
         "table",
+        "tool_calls",
         "trace_id",
         "ttft_ms",
         "turn",
+        "watch",
     )
 
     def __init__(self, routes: RouteTableHolder, keys: KeyIndexHolder) -> None:
@@ -112,7 +131,13 @@ class Exchange:
         self.properties: dict[str, str] = {}
         self.query = ""
         self.routed: chat_completions.RoutedRequest | None = None
-        self.sse: SSEDecoder | None = None
+        self.requested_model = ""  # the model the client asked for, once the body is read
+        self.may_call_tools = False  # the request offered tools (or functions)
+        self.check: ResponseCheck | None = None  # the endpoint's response policies
+        self.watch: StreamWatch | None = None  # an SSE answer being followed
+        self.buffered = False  # a JSON answer comes whole (BUFFERED)
+        self.decisions: list[Decision] = []
+        self.tool_calls: list[ToolCall] = []
         self.finished = False
         self.request_id = ""
         self.trace_id = ""
@@ -322,7 +347,33 @@ class Exchange:
             self.session_id = correlation.derive_session(
                 endpoint.project, self.principal.key_id, body
             )
-        routed = chat_completions.route(endpoint, body, table, self.query)
+        model, targets = chat_completions.check(endpoint, body)
+        self.requested_model = model
+        policies = endpoint.policies
+        if policies.request or policies.response:
+            document = request_document(
+                body,
+                self.principal,
+                endpoint,
+                self.properties,
+                self.request_id,
+                self.session_id,
+            )
+            if policies.request:
+                outcome = evaluate(policies.request, document, self.decisions)
+                if outcome.patch:
+                    model, targets = self.apply_patch(endpoint, body, outcome.patch)
+            if policies.response:
+                target = targets[0]
+                self.check = ResponseCheck(
+                    policies.response,
+                    {**document, "request": dict(body)},  # as sent, before the rename
+                    target.backend,
+                    target.model,
+                    self.decisions,
+                )
+        self.may_call_tools = bool(body.get("tools") or body.get("functions"))
+        routed = chat_completions.route(endpoint, body, table, self.query, model, targets)
         self.routed = routed
         self.clamped_from = routed.clamped_from
         common = ext.CommonResponse(
@@ -331,29 +382,75 @@ class Exchange:
         common.body_mutation.body = routed.body
         return ext.ProcessingResponse(request_body=ext.BodyResponse(response=common))
 
+    def apply_patch(
+        self, endpoint: EndpointRoutes, body: dict[str, Any], patch: dict[str, Any]
+    ) -> tuple[str, tuple[Target, ...]]:
+        """Apply the request policies' patch, then check the request again: a patch that
+        breaks the request is the policy's fault (500 policy_error), not the client's."""
+        apply_patch(body, patch)
+        try:
+            return chat_completions.check(endpoint, body)
+        except GatewayError as error:
+            patchers = [d.policy for d in self.decisions if d.patched]
+            raise PolicyFailed(
+                f"The request as patched by policy {', '.join(patchers)} is not valid: "
+                f"{error.message}"
+            ) from None
+
     # --- response -------------------------------------------------------------------------
 
     def on_response_headers(self, message: ext.HttpHeaders) -> ext.ProcessingResponse:
         status, content_type = header_values(message, ":status", "content-type")
         self.status = int(status) if status.isdigit() else 0
         common = ext.CommonResponse(header_mutation=header_mutation(self.correlation_headers()))
+        headers = ext.HeadersResponse(response=common)
         if content_type.startswith(b"text/event-stream"):
             # Stream the body through chunk by chunk: never buffer an SSE response.
-            self.sse = SSEDecoder()
+            if self.status == 200 and self.routed is not None:
+                self.watch = StreamWatch(self.check)
             return ext.ProcessingResponse(
-                response_headers=ext.HeadersResponse(response=common),
-                mode_override=STREAM_RESPONSE_MODE,
+                response_headers=headers, mode_override=STREAM_RESPONSE_MODE
             )
-        return ext.ProcessingResponse(response_headers=ext.HeadersResponse(response=common))
+        if (
+            self.status == 200
+            and self.routed is not None
+            and (self.check is not None or self.may_call_tools)
+            and content_type.startswith(b"application/json")
+        ):
+            # The answer may hold tool calls (recorded) or meet response policies: it
+            # comes whole, and is checked before any of it reaches the client.
+            self.buffered = True
+            return ext.ProcessingResponse(
+                response_headers=headers, mode_override=BUFFER_RESPONSE_MODE
+            )
+        return ext.ProcessingResponse(response_headers=headers)
 
     def on_response_body(self, message: ext.HttpBody) -> ext.ProcessingResponse:
         if self.ttft_ms is None and message.body:
             self.ttft_ms = (time.perf_counter() - self.started) * 1000
-        if self.sse is not None:
-            self.sse.feed(message.body)
-            if len(self.sse.pending) > MAX_SSE_EVENT_BYTES:
-                # Not SSE after all (no event ends): stop decoding, keep passing through.
-                self.sse = None
+        watch = self.watch
+        if watch is not None:
+            replacement = watch.feed(message.body, message.end_of_stream)
+            if len(watch.pending) > MAX_SSE_EVENT_BYTES:
+                # Not SSE after all (no event ends): stop following, pass the rest on.
+                self.watch = None
+                self.tool_calls = watch.tool_calls()
+                if watch.check is not None:  # it held these back: they go on now
+                    replacement = (replacement or b"") + b"".join(watch.held) + watch.pending
+            if message.end_of_stream or watch.blocked:
+                self.tool_calls = watch.tool_calls()
+            if replacement is None:
+                return CONTINUE_RESPONSE_BODY
+            return body_replacement(replacement)
+        if self.buffered:
+            self.buffered = False
+            completion = read_completion(message.body)
+            if completion is not None:
+                self.tool_calls = completion.calls
+                if self.check is not None:
+                    self.check.run(
+                        completion.choices, completion.calls, completion.usage, complete=True
+                    )
         return CONTINUE_RESPONSE_BODY
 
     # --- the record -----------------------------------------------------------------------
@@ -374,7 +471,7 @@ class Exchange:
             project=self.project,
             endpoint=self.endpoint.name if self.endpoint else "",
             key_id=self.principal.key_id if self.principal else "",
-            requested_model=routed.model if routed else "",
+            requested_model=self.requested_model,
             served_model=routed.target.model if routed else "",
             backend=routed.target.backend if routed else "",
             status=self.status,
@@ -384,6 +481,8 @@ class Exchange:
             ttft_ms=self.ttft_ms,
             properties=self.properties,
             error_code=self.error_code,
+            policy_decisions=[decision.as_record() for decision in self.decisions],
+            tool_calls=[call.as_record() for call in self.tool_calls[:MAX_RECORDED_CALLS]],
         )
 
 

@@ -3,8 +3,9 @@
 The ext_proc calls `RecordWriter.submit` on its hot path; that only puts the record on a
 bounded queue (never blocks, never raises). One background thread owns the only SQLite
 connection and writes the queue out in batches. A slow, locked or broken store costs
-records (counted and warned about), never requests. A record holds metadata only: never
-a key, a prompt or any message content.
+records (counted and warned about), never requests. A record holds metadata, the policy
+decisions and the model's tool calls (name and arguments): never a key, a prompt or any
+message content.
 """
 
 from __future__ import annotations
@@ -45,7 +46,15 @@ COLUMNS: Final = (
     "ttft_ms",
     "properties",
     "error_code",
+    "policy_decisions",
+    "tool_calls",
 )
+
+# Columns added after the first release: ALTERed into older tables when opened.
+ADDED_COLUMNS: Final = {
+    "policy_decisions": "TEXT NOT NULL DEFAULT '[]'",
+    "tool_calls": "TEXT NOT NULL DEFAULT '[]'",
+}
 
 DDL: Final = (
     f"""CREATE TABLE IF NOT EXISTS {TABLE} (
@@ -66,7 +75,9 @@ DDL: Final = (
     latency_ms REAL NOT NULL,
     ttft_ms REAL,
     properties TEXT NOT NULL,
-    error_code TEXT
+    error_code TEXT,
+    policy_decisions TEXT NOT NULL DEFAULT '[]',
+    tool_calls TEXT NOT NULL DEFAULT '[]'
 )""",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_started_at ON {TABLE} (started_at)",
 )
@@ -99,9 +110,17 @@ class RequestRecord:
     ttft_ms: float | None
     properties: dict[str, str]
     error_code: str | None
+    # [{"policy", "stage", "result": allow|deny|error, "reasons", "patched"?}]
+    policy_decisions: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # The model's tool calls: [{"name", "arguments" (the JSON text as the model wrote it)}]
+    tool_calls: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 assert tuple(f.name for f in dataclasses.fields(RequestRecord)) == COLUMNS
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def record_row(record: RequestRecord) -> tuple[Any, ...]:
@@ -130,6 +149,8 @@ def record_row(record: RequestRecord) -> tuple[Any, ...]:
             default=str,
         ),
         record.error_code,
+        _json(record.policy_decisions),
+        _json(record.tool_calls),
     )
 
 
@@ -349,6 +370,10 @@ class RecordWriter:
             conn.execute("PRAGMA synchronous = NORMAL")
             for statement in DDL:
                 conn.execute(statement)
+            present = {row[1] for row in conn.execute(f"PRAGMA table_info({TABLE})")}
+            for column, declaration in ADDED_COLUMNS.items():
+                if column not in present:
+                    conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {column} {declaration}")
             stat = os.stat(self.path)
         except Exception as error:  # sqlite3.Error, OSError, or anything odd in the path
             if conn is not None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from extproc.policies import NO_POLICIES, EndpointPolicies, PolicyConfigInvalid, compile_policies
 from weir.config.v1 import runtime_pb2
 
 
@@ -38,6 +39,7 @@ class EndpointRoutes:
     slug: str
     models: MappingProxyType[str, tuple[Target, ...]]
     models_body: bytes  # GET /v1/models, prerendered
+    policies: EndpointPolicies = NO_POLICIES
 
     def model_body(self, model: str) -> bytes | None:
         if model not in self.models:
@@ -71,6 +73,15 @@ class RouteTable:
             if backend.name in backends:
                 raise RuntimeConfigInvalid(f"backend {backend.name!r} is defined twice")
             backends[backend.name] = backend
+        try:
+            policies = compile_policies(config.policies)
+        except PolicyConfigInvalid as error:
+            raise RuntimeConfigInvalid(str(error)) from None
+        unknown = set(policies) - {endpoint.name for endpoint in config.endpoints}
+        if unknown:
+            raise RuntimeConfigInvalid(
+                f"policies name unknown endpoints: {', '.join(sorted(unknown))}"
+            )
         endpoints: dict[tuple[str, str], EndpointRoutes] = {}
         for endpoint in config.endpoints:
             key = (endpoint.project, endpoint.slug)
@@ -120,6 +131,7 @@ class RouteTable:
                 endpoint.slug,
                 MappingProxyType(models),
                 orjson.dumps(listing),
+                policies.get(endpoint.name, NO_POLICIES),
             )
         return cls(
             config.revision,

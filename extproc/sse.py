@@ -25,19 +25,29 @@ class SSEDecoder:
         self._tail = b""
 
     def feed(self, chunk: bytes) -> list[Event]:
+        return [event for _, event in self.feed_raw(chunk) if event is not None]
+
+    def feed_raw(self, chunk: bytes) -> list[tuple[bytes, Event | None]]:
+        """Each complete event as (its exact bytes, terminator included; the event, or
+        None for one without data such as a keep-alive comment)."""
         buffer = self._tail + chunk if self._tail else chunk
-        events: list[Event] = []
+        events: list[tuple[bytes, Event | None]] = []
         start = 0
         # The tail held no event end, so only its last 3 bytes (a split "\r\n\r\n") need
         # scanning again: the work stays linear in the stream, however long an event.
         scan_from = max(0, len(self._tail) - 3)
         for match in _EVENT_END.finditer(buffer, scan_from):
-            event = _parse_event(buffer[start : match.start()])
-            if event is not None:
-                events.append(event)
+            events.append(
+                (buffer[start : match.end()], _parse_event(buffer[start : match.start()]))
+            )
             start = match.end()
         self._tail = buffer[start:]
         return events
+
+    def take_pending(self) -> bytes:
+        """The bytes of the unfinished event, forgotten by the decoder (end of stream)."""
+        tail, self._tail = self._tail, b""
+        return tail
 
     @property
     def pending(self) -> bytes:

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from weir import keys_cli
+from weir import keys_cli, policy_cli
 
 
 def _logging(verbose: bool = False) -> None:
@@ -35,7 +35,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         return 1
     print(
         f"{args.directory}: OK ({len(config.backends)} Backend(s), "
-        f"{len(config.endpoints)} Endpoint(s))"
+        f"{len(config.endpoints)} Endpoint(s), {len(config.policies)} Policy(ies))"
     )
     return 0
 
@@ -249,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     extproc.set_defaults(func=_cmd_extproc)
 
     keys_cli.add_parser(sub)
+    policy_cli.add_parser(sub)
 
     requests = sub.add_parser("requests", help="request records")
     requests_actions = requests.add_subparsers(dest="requests_command", required=True)

@@ -39,6 +39,12 @@ def _decode(row: tuple[Any, ...]) -> tuple[int, dict[str, Any]]:
     except (TypeError, ValueError):
         properties = {}
     record["properties"] = properties if isinstance(properties, dict) else {}
+    for column in ("policy_decisions", "tool_calls"):
+        try:
+            value = json.loads(record.get(column) or "[]")
+        except (TypeError, ValueError):
+            value = []
+        record[column] = value if isinstance(value, list) else []
     return int(row[0]), record
 
 
@@ -119,6 +125,12 @@ def format_record(record_id: int, record: dict[str, Any]) -> str:
     properties = record.get("properties")
     if properties:
         parts.append("props=" + json.dumps(properties, ensure_ascii=False, separators=(",", ":")))
+    for decision in record.get("policy_decisions") or ():
+        if isinstance(decision, dict):
+            parts.append(f"policy={decision.get('policy')}:{decision.get('result')}")
+    for call in record.get("tool_calls") or ():
+        if isinstance(call, dict):
+            parts.append(f"tool={call.get('name')}")
     return " ".join(parts)
 
 

@@ -226,6 +226,38 @@ def create_key(state_dir: Path, project: str = "demo", *args: str) -> dict[str, 
     return created
 
 
+def records(stack: WeirUp) -> list[dict[str, Any]]:
+    """Every request record, read with `weir requests tail --json` as a user would."""
+    done = subprocess.run(
+        weir_argv(
+            "requests",
+            "tail",
+            "--state-dir",
+            str(stack.state_dir),
+            "-n",
+            "1000",
+            "--no-follow",
+            "--json",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def record_of(stack: WeirUp, request_id: str, timeout: float = 10.0) -> dict[str, Any]:
+    """The record of one request, once the writer has stored it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for record in records(stack):
+            if record["request_id"] == request_id:
+                return record
+        time.sleep(0.05)
+    raise AssertionError(f"no record for {request_id}")
+
+
 def start_envoy(state_dir: Path, xds_port: int, node_id: str = "envoy-test") -> tuple[Process, int]:
     """A real Envoy whose only static config is the xDS cluster; returns (process, admin port)."""
     admin_port = free_port()

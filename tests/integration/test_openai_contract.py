@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +15,13 @@ import httpx
 import openai
 import pytest
 
-from tests.integration.harness import WeirUp, copy_quickstart, weir_argv, weir_up
+from tests.integration.harness import (
+    WeirUp,
+    copy_quickstart,
+    record_of,
+    records,
+    weir_up,
+)
 from tests.openapi_schema import validate_openapi
 
 pytestmark = pytest.mark.integration
@@ -40,36 +45,6 @@ def client(stack: WeirUp) -> openai.OpenAI:
 def mock_stats(stack: WeirUp) -> dict[str, Any]:
     stats: dict[str, Any] = httpx.get(f"{stack.mock_url}/mock/stats").json()
     return stats
-
-
-def records(stack: WeirUp) -> list[dict[str, Any]]:
-    done = subprocess.run(
-        weir_argv(
-            "requests",
-            "tail",
-            "--state-dir",
-            str(stack.state_dir),
-            "-n",
-            "1000",
-            "--no-follow",
-            "--json",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-
-
-def record_of(stack: WeirUp, request_id: str, timeout: float = 3.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for record in records(stack):
-            if record["request_id"] == request_id:
-                return record
-        time.sleep(0.05)
-    raise AssertionError(f"no record for {request_id}")
 
 
 @pytest.mark.parametrize(

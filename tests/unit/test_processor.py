@@ -315,7 +315,8 @@ def test_an_unexpected_failure_is_a_500_envelope_not_a_grpc_error(
     monkeypatch.setattr("extproc.chat_completions.route", broken)
     exchange = exchange_for(TABLE)
     exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
-    status, envelope = immediate_json(exchange.handle(body({"model": "mock-gpt"})))
+    request = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}
+    status, envelope = immediate_json(exchange.handle(body(request)))
     assert status == 500
     assert envelope["error"]["code"] == "internal_error"
     assert "internal detail" not in envelope["error"]["message"]
@@ -324,23 +325,16 @@ def test_an_unexpected_failure_is_a_500_envelope_not_a_grpc_error(
 
 def test_a_stream_without_event_ends_stops_being_decoded_but_passes_through() -> None:
     exchange = exchange_for(TABLE)
-    exchange.handle(
-        ext.ProcessingRequest(
-            response_headers=ext.HttpHeaders(
-                headers=base_pb2.HeaderMap(
-                    headers=[
-                        base_pb2.HeaderValue(key="content-type", raw_value=b"text/event-stream"),
-                    ]
-                )
-            )
-        )
-    )
+    exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
+    exchange.handle(body({"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}))
+    exchange.handle(response_headers(content_type=b"text/event-stream"))
+    assert exchange.watch is not None
     chunk = ext.ProcessingRequest(response_body=ext.HttpBody(body=b"x" * 300_000))
     for _ in range(4):
         reply = exchange.handle(chunk)
         assert reply.WhichOneof("response") == "response_body"
         assert not reply.response_body.response.HasField("body_mutation")
-    assert exchange.sse is None
+    assert exchange.watch is None
 
 
 def test_header_values_finds_each_wanted_header_in_one_pass() -> None:

@@ -32,7 +32,7 @@ def walk(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, 
 
 
 def test_kinds() -> None:
-    assert set(schema.KINDS) == {"Backend", "Endpoint"}
+    assert set(schema.KINDS) == {"Backend", "Endpoint", "Policy"}
 
 
 @pytest.mark.parametrize("kind", sorted(schema.KINDS))
@@ -101,8 +101,10 @@ def test_schema_for_returns_a_copy() -> None:
 
 
 def test_schema_for_unknown_kind() -> None:
-    with pytest.raises(KeyError, match=r"unknown kind 'Policy' \(known kinds: Backend, Endpoint\)"):
-        schema.schema_for("Policy")
+    with pytest.raises(
+        KeyError, match=r"unknown kind 'Gizmo' \(known kinds: Backend, Endpoint, Policy\)"
+    ):
+        schema.schema_for("Gizmo")
 
 
 def test_defaults_match_the_model() -> None:

@@ -271,7 +271,7 @@ def test_every_error_is_reported_in_document_then_path_order() -> None:
                 models=[{"name": "x", "targets": [{"backend": "openai", "model": "nope"}]}],
             ),
         ),
-        ("b.yaml", {"apiVersion": "weir.dev/v1", "kind": "Policy", "metadata": {}}),
+        ("b.yaml", {"apiVersion": "weir.dev/v1", "kind": "Gizmo", "metadata": {}}),
         ("b.yaml", ["not", "a", "resource"]),
     ]
     assert errors_of(docs) == [
@@ -290,9 +290,9 @@ def test_every_error_is_reported_in_document_then_path_order() -> None:
         "lowercase letters, digits and '-', starting and ending with a letter or digit",
         "a.yaml: Endpoint/Demo: spec.models[0].targets[0].model: Backend 'openai' does not "
         "serve model 'nope' (it serves: gpt-4o-mini)",
-        "b.yaml: Policy/?: apiVersion: unsupported apiVersion 'weir.dev/v1': "
+        "b.yaml: Gizmo/?: apiVersion: unsupported apiVersion 'weir.dev/v1': "
         "expected 'weir.dev/v1alpha1'",
-        "b.yaml: Policy/?: kind: unknown kind 'Policy': expected one of: Backend, Endpoint",
+        "b.yaml: Gizmo/?: kind: unknown kind 'Gizmo': expected one of: Backend, Endpoint, Policy",
         "b.yaml: ?/?: (resource): expected a mapping (a resource), got a list",
     ]
 
@@ -316,13 +316,13 @@ def test_error_fields() -> None:
 def test_missing_header_fields() -> None:
     assert errors_of([("x.yaml", {"metadata": {"name": "x"}, "spec": {}})]) == [
         "x.yaml: ?/x: apiVersion: required field is missing (use weir.dev/v1alpha1)",
-        "x.yaml: ?/x: kind: required field is missing (one of: Backend, Endpoint)",
+        "x.yaml: ?/x: kind: required field is missing (one of: Backend, Endpoint, Policy)",
     ]
 
 
 def test_non_string_kind() -> None:
     assert errors_of([("x.yaml", {"apiVersion": API, "kind": ["Backend"]})]) == [
-        "x.yaml: ?/?: kind: unknown kind ['Backend']: expected one of: Backend, Endpoint",
+        "x.yaml: ?/?: kind: unknown kind ['Backend']: expected one of: Backend, Endpoint, Policy",
     ]
 
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cweir/config/v1/runtime.proto\x12\x0eweir.config.v1\"\xc5\x01\n\rRuntimeConfig\x12\x10\n\x08revision\x18\x01 \x01(\t\x12)\n\x08\x62\x61\x63kends\x18\x02 \x03(\x0b\x32\x17.weir.config.v1.Backend\x12+\n\tendpoints\x18\x03 \x03(\x0b\x32\x18.weir.config.v1.Endpoint\x12\x16\n\x0e\x63luster_header\x18\x04 \x01(\t\x12\x17\n\x0f\x65ndpoint_header\x18\x05 \x01(\t\x12\x19\n\x11max_request_bytes\x18\x06 \x01(\x04\"\x8f\x01\n\x07\x42\x61\x63kend\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x13\n\x0bpath_prefix\x18\x03 \x01(\t\x12\x11\n\tauthority\x18\x04 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x05 \x01(\t\x12,\n\x06models\x18\x06 \x03(\x0b\x32\x1c.weir.config.v1.BackendModel\"\x96\x01\n\x0c\x42\x61\x63kendModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x63ontext_window\x18\x02 \x01(\r\x12\x19\n\x11max_output_tokens\x18\x03 \x01(\r\x12\x13\n\x0binput_price\x18\x04 \x01(\x01\x12\x1a\n\x12\x63\x61\x63hed_input_price\x18\x05 \x01(\x01\x12\x14\n\x0coutput_price\x18\x06 \x01(\x01\"c\n\x08\x45ndpoint\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x0c\n\x04slug\x18\x03 \x01(\t\x12*\n\x06models\x18\x04 \x03(\x0b\x32\x1a.weir.config.v1.ModelRoute\"H\n\nModelRoute\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x07targets\x18\x02 \x03(\x0b\x32\x1b.weir.config.v1.ModelTarget\"-\n\x0bModelTarget\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cweir/config/v1/runtime.proto\x12\x0eweir.config.v1\"\xef\x01\n\rRuntimeConfig\x12\x10\n\x08revision\x18\x01 \x01(\t\x12)\n\x08\x62\x61\x63kends\x18\x02 \x03(\x0b\x32\x17.weir.config.v1.Backend\x12+\n\tendpoints\x18\x03 \x03(\x0b\x32\x18.weir.config.v1.Endpoint\x12\x16\n\x0e\x63luster_header\x18\x04 \x01(\t\x12\x17\n\x0f\x65ndpoint_header\x18\x05 \x01(\t\x12\x19\n\x11max_request_bytes\x18\x06 \x01(\x04\x12(\n\x08policies\x18\x07 \x03(\x0b\x32\x16.weir.config.v1.Policy\"\xd1\x01\n\x06Policy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x05stage\x18\x02 \x01(\x0e\x32\x1c.weir.config.v1.Policy.Stage\x12\x0e\n\x06module\x18\x03 \x01(\t\x12\x0f\n\x07package\x18\x04 \x01(\t\x12\x11\n\tendpoints\x18\x05 \x03(\t\x12\x11\n\tfail_open\x18\x06 \x01(\x08\"E\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x11\n\rSTAGE_REQUEST\x10\x01\x12\x12\n\x0eSTAGE_RESPONSE\x10\x02\"\x8f\x01\n\x07\x42\x61\x63kend\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x13\n\x0bpath_prefix\x18\x03 \x01(\t\x12\x11\n\tauthority\x18\x04 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x05 \x01(\t\x12,\n\x06models\x18\x06 \x03(\x0b\x32\x1c.weir.config.v1.BackendModel\"\x96\x01\n\x0c\x42\x61\x63kendModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x63ontext_window\x18\x02 \x01(\r\x12\x19\n\x11max_output_tokens\x18\x03 \x01(\r\x12\x13\n\x0binput_price\x18\x04 \x01(\x01\x12\x1a\n\x12\x63\x61\x63hed_input_price\x18\x05 \x01(\x01\x12\x14\n\x0coutput_price\x18\x06 \x01(\x01\"c\n\x08\x45ndpoint\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x0c\n\x04slug\x18\x03 \x01(\t\x12*\n\x06models\x18\x04 \x03(\x0b\x32\x1a.weir.config.v1.ModelRoute\"H\n\nModelRoute\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x07targets\x18\x02 \x03(\x0b\x32\x1b.weir.config.v1.ModelTarget\"-\n\x0bModelTarget\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,15 +32,19 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'weir.config.v1.runtime_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RUNTIMECONFIG']._serialized_start=49
-  _globals['_RUNTIMECONFIG']._serialized_end=246
-  _globals['_BACKEND']._serialized_start=249
-  _globals['_BACKEND']._serialized_end=392
-  _globals['_BACKENDMODEL']._serialized_start=395
-  _globals['_BACKENDMODEL']._serialized_end=545
-  _globals['_ENDPOINT']._serialized_start=547
-  _globals['_ENDPOINT']._serialized_end=646
-  _globals['_MODELROUTE']._serialized_start=648
-  _globals['_MODELROUTE']._serialized_end=720
-  _globals['_MODELTARGET']._serialized_start=722
-  _globals['_MODELTARGET']._serialized_end=767
+  _globals['_RUNTIMECONFIG']._serialized_end=288
+  _globals['_POLICY']._serialized_start=291
+  _globals['_POLICY']._serialized_end=500
+  _globals['_POLICY_STAGE']._serialized_start=431
+  _globals['_POLICY_STAGE']._serialized_end=500
+  _globals['_BACKEND']._serialized_start=503
+  _globals['_BACKEND']._serialized_end=646
+  _globals['_BACKENDMODEL']._serialized_start=649
+  _globals['_BACKENDMODEL']._serialized_end=799
+  _globals['_ENDPOINT']._serialized_start=801
+  _globals['_ENDPOINT']._serialized_end=900
+  _globals['_MODELROUTE']._serialized_start=902
+  _globals['_MODELROUTE']._serialized_end=974
+  _globals['_MODELTARGET']._serialized_start=976
+  _globals['_MODELTARGET']._serialized_end=1021
 # @@protoc_insertion_point(module_scope)

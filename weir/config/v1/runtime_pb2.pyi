@@ -1,4 +1,5 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -7,20 +8,46 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RuntimeConfig(_message.Message):
-    __slots__ = ("revision", "backends", "endpoints", "cluster_header", "endpoint_header", "max_request_bytes")
+    __slots__ = ("revision", "backends", "endpoints", "cluster_header", "endpoint_header", "max_request_bytes", "policies")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     BACKENDS_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_HEADER_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_HEADER_FIELD_NUMBER: _ClassVar[int]
     MAX_REQUEST_BYTES_FIELD_NUMBER: _ClassVar[int]
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
     revision: str
     backends: _containers.RepeatedCompositeFieldContainer[Backend]
     endpoints: _containers.RepeatedCompositeFieldContainer[Endpoint]
     cluster_header: str
     endpoint_header: str
     max_request_bytes: int
-    def __init__(self, revision: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[Backend, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., cluster_header: _Optional[str] = ..., endpoint_header: _Optional[str] = ..., max_request_bytes: _Optional[int] = ...) -> None: ...
+    policies: _containers.RepeatedCompositeFieldContainer[Policy]
+    def __init__(self, revision: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[Backend, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., cluster_header: _Optional[str] = ..., endpoint_header: _Optional[str] = ..., max_request_bytes: _Optional[int] = ..., policies: _Optional[_Iterable[_Union[Policy, _Mapping]]] = ...) -> None: ...
+
+class Policy(_message.Message):
+    __slots__ = ("name", "stage", "module", "package", "endpoints", "fail_open")
+    class Stage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STAGE_UNSPECIFIED: _ClassVar[Policy.Stage]
+        STAGE_REQUEST: _ClassVar[Policy.Stage]
+        STAGE_RESPONSE: _ClassVar[Policy.Stage]
+    STAGE_UNSPECIFIED: Policy.Stage
+    STAGE_REQUEST: Policy.Stage
+    STAGE_RESPONSE: Policy.Stage
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    MODULE_FIELD_NUMBER: _ClassVar[int]
+    PACKAGE_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    FAIL_OPEN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    stage: Policy.Stage
+    module: str
+    package: str
+    endpoints: _containers.RepeatedScalarFieldContainer[str]
+    fail_open: bool
+    def __init__(self, name: _Optional[str] = ..., stage: _Optional[_Union[Policy.Stage, str]] = ..., module: _Optional[str] = ..., package: _Optional[str] = ..., endpoints: _Optional[_Iterable[str]] = ..., fail_open: _Optional[bool] = ...) -> None: ...
 
 class Backend(_message.Message):
     __slots__ = ("name", "cluster", "path_prefix", "authority", "api_key", "models")

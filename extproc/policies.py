@@ -1,0 +1,198 @@
+"""Rego policies on the hot path: compiled once per config, evaluated per request.
+
+Each Policy's module runs in its own regorus engine, so one policy's failure (or
+`failOpen`) never touches another's. Every policy of a stage sees the same input
+document; their `deny` reasons are pooled, and their `patch` objects are applied in
+policy-name order (a later policy's value for the same field wins).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from extproc.errors import PolicyDenied, PolicyFailed
+from weir.config.v1 import runtime_pb2
+from weir.rego import CompiledModule, RegoCompileError, RegoEvalError, compile_module
+
+log = logging.getLogger("weir.extproc.policy")
+
+REQUEST: Final = "request"
+RESPONSE: Final = "response"
+_STAGES: Final = {
+    runtime_pb2.Policy.STAGE_REQUEST: REQUEST,
+    runtime_pb2.Policy.STAGE_RESPONSE: RESPONSE,
+}
+_ENTRY_RULES: Final = {REQUEST: ("deny", "patch"), RESPONSE: ("deny",)}
+# Fields a patch may not touch: the client would get a different kind of answer than
+# it asked for (`stream`), or Weir's own bookkeeping would break.
+UNPATCHABLE: Final = frozenset({"stream", "stream_options"})
+MAX_REASON_CHARS: Final = 1000
+
+
+class PolicyConfigInvalid(Exception):
+    """A Policy of the runtime config does not compile here (the config is NACKed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPolicy:
+    name: str
+    stage: str
+    fail_open: bool
+    module: CompiledModule
+    rules: tuple[str, ...]  # the entry rules the module defines, in evaluation order
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointPolicies:
+    request: tuple[CompiledPolicy, ...] = ()
+    response: tuple[CompiledPolicy, ...] = ()
+
+
+NO_POLICIES: Final = EndpointPolicies()
+
+
+def compile_policies(
+    policies: Iterable[runtime_pb2.Policy],
+) -> dict[str, EndpointPolicies]:
+    """Endpoint name -> its policies by stage. Raises PolicyConfigInvalid."""
+    by_endpoint: dict[str, dict[str, list[CompiledPolicy]]] = {}
+    seen: set[str] = set()
+    for policy in policies:
+        stage = _STAGES.get(policy.stage)
+        if not policy.name or stage is None or not policy.endpoints:
+            raise PolicyConfigInvalid(
+                f"policy {policy.name!r} has no name, no known stage or no endpoints"
+            )
+        if policy.name in seen:
+            raise PolicyConfigInvalid(f"policy {policy.name!r} is defined twice")
+        seen.add(policy.name)
+        try:
+            module = compile_module(f"{policy.name}.rego", policy.module, _ENTRY_RULES[stage])
+        except RegoCompileError as error:
+            raise PolicyConfigInvalid(f"policy {policy.name!r} does not compile: {error}") from None
+        rules = tuple(rule for rule in _ENTRY_RULES[stage] if rule in module.rules)
+        if not rules:
+            raise PolicyConfigInvalid(f"policy {policy.name!r} defines no {stage} rule")
+        compiled = CompiledPolicy(policy.name, stage, policy.fail_open, module, rules)
+        for endpoint in policy.endpoints:
+            by_endpoint.setdefault(endpoint, {REQUEST: [], RESPONSE: []})[stage].append(compiled)
+    return {
+        endpoint: EndpointPolicies(
+            tuple(sorted(stages[REQUEST], key=lambda p: p.name)),
+            tuple(sorted(stages[RESPONSE], key=lambda p: p.name)),
+        )
+        for endpoint, stages in by_endpoint.items()
+    }
+
+
+@dataclass(slots=True)
+class Decision:
+    """What one policy decided; stored with the request record."""
+
+    policy: str
+    stage: str
+    result: str  # "allow", "deny" or "error"
+    reasons: list[str] = field(default_factory=list)
+    patched: list[str] = field(default_factory=list)
+
+    def as_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "policy": self.policy,
+            "stage": self.stage,
+            "result": self.result,
+            "reasons": self.reasons,
+        }
+        if self.patched:
+            record["patched"] = self.patched
+        return record
+
+
+@dataclass(slots=True)
+class Outcome:
+    decisions: list[Decision]
+    patch: dict[str, Any]
+
+
+# Evaluation errors per policy name since the process started (also in every record).
+EVALUATION_ERRORS: Counter[str] = Counter()
+
+
+def _reasons(value: Any, policy: str) -> list[str]:
+    """A `deny` value -> its reasons as text (a set or a list of strings, ideally)."""
+    if value is None:
+        return []
+    items = value if isinstance(value, set | frozenset | list | tuple) else [value]
+    reasons = [
+        item if isinstance(item, str) else orjson.dumps(item, default=str).decode()
+        for item in items
+    ]
+    return sorted(reason[:MAX_REASON_CHARS] for reason in reasons)
+
+
+def evaluate(
+    policies: Iterable[CompiledPolicy], document: Mapping[str, Any], decisions: list[Decision]
+) -> Outcome:
+    """Run `policies` on `document`; append each policy's Decision to `decisions`.
+
+    Raises PolicyDenied when any `deny` is non-empty, PolicyFailed when a policy without
+    failOpen fails to evaluate or returns a `patch` that is not an object of fields.
+    """
+    outcome = Outcome(decisions, {})
+    denied: list[str] = []
+    for policy in policies:
+        try:
+            values = policy.module.evaluate_all(policy.rules, document)
+        except RegoEvalError as error:
+            _failed(policy, str(error), decisions)
+            continue
+        by_rule = dict(zip(policy.rules, values, strict=True))
+        reasons = _reasons(by_rule.get("deny"), policy.name)
+        patch = by_rule.get("patch")
+        if patch is not None and not (
+            isinstance(patch, dict) and all(isinstance(key, str) for key in patch)
+        ):
+            _failed(policy, "`patch` must be an object of request fields", decisions)
+            continue
+        blocked = sorted(UNPATCHABLE.intersection(patch or ()))
+        if blocked:
+            _failed(policy, f"`patch` may not change {', '.join(blocked)}", decisions)
+            continue
+        decision = Decision(policy.name, policy.stage, "deny" if reasons else "allow", reasons)
+        if patch and not reasons:
+            decision.patched = sorted(patch)
+            outcome.patch.update(patch)
+        decisions.append(decision)
+        denied.extend(f"{policy.name}: {reason}" for reason in reasons)
+    if denied:
+        raise PolicyDenied("Denied by policy: " + "; ".join(denied))
+    return outcome
+
+
+def _failed(policy: CompiledPolicy, why: str, decisions: list[Decision]) -> None:
+    EVALUATION_ERRORS[policy.name] += 1
+    decisions.append(Decision(policy.name, policy.stage, "error", [why]))
+    log.warning(
+        "policy %s (%s stage) failed to evaluate (%d failures so far; %s): %s",
+        policy.name,
+        policy.stage,
+        EVALUATION_ERRORS[policy.name],
+        "fail-open: the request goes on" if policy.fail_open else "fail-closed: answered 500",
+        why,
+    )
+    if not policy.fail_open:
+        raise PolicyFailed(f"Policy {policy.name!r} failed to evaluate: {why}")
+
+
+def apply_patch(body: dict[str, Any], patch: Mapping[str, Any]) -> None:
+    """Set each patched field; a null value removes the field."""
+    for key, value in patch.items():
+        if value is None:
+            body.pop(key, None)
+        else:
+            body[key] = value

@@ -1,0 +1,72 @@
+"""The input documents Rego policies see (`input` in Rego), one shape per stage.
+
+The request stage sees the request as the client sent it, after validation, and who
+sent it; the response stage sees the same plus the answer so far. The README documents
+both with an example; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from extproc.auth import Principal
+from extproc.routes import EndpointRoutes
+
+
+def request_document(
+    body: Mapping[str, Any],
+    principal: Principal,
+    endpoint: EndpointRoutes,
+    properties: Mapping[str, str],
+    request_id: str,
+    session_id: str,
+) -> dict[str, Any]:
+    return {
+        "stage": "request",
+        "request": body,
+        "key": {
+            "id": principal.key_id,
+            "project": principal.project,
+            "scopes": sorted(principal.scopes),
+        },
+        "project": endpoint.project,
+        "endpoint": {"name": endpoint.name, "project": endpoint.project, "slug": endpoint.slug},
+        # No ServiceTier kind exists yet, and no PII detection: both are null until then.
+        "tier": None,
+        "pii": None,
+        "properties": dict(properties),
+        "request_id": request_id,
+        "session_id": session_id,
+    }
+
+
+def response_document(
+    request: Mapping[str, Any],
+    *,
+    backend: str,
+    model: str,
+    choices: Iterable[Mapping[str, Any]],
+    tool_calls: list[dict[str, Any]],
+    usage: Any,
+    complete: bool,
+) -> dict[str, Any]:
+    """`request` is the request stage's document (with the request as sent upstream);
+    `choices` are OpenAI choice objects ({"index", "message", "finish_reason"}),
+    `tool_calls` the calls of every choice with their arguments parsed."""
+    all_choices = list(choices)
+    first = all_choices[0] if all_choices else {"message": {"role": "assistant"}}
+    return {
+        **request,
+        "stage": "response",
+        "response": {
+            "complete": complete,
+            "backend": backend,
+            "model": model,
+            "message": first.get("message"),
+            "finish_reason": first.get("finish_reason"),
+            "choices": all_choices,
+            "tool_calls": tool_calls,
+            "usage": usage,
+        },
+    }

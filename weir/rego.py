@@ -1,0 +1,197 @@
+"""The Rego engine, wrapped: compile a module, evaluate its rules, find its tests.
+
+Weir evaluates Rego in-process with regorus (Microsoft's OPA-compatible engine in Rust,
+the `gordon-to-regorus` wheel). The control plane compiles every Policy when it loads
+it (to reject a broken one with the engine's message and line), ext_proc compiles it
+again when the config arrives (to NACK what its engine cannot run), and
+`weir policy test` runs the `test_` rules. All three go through this module.
+
+regorus parses a module when it is added but resolves functions and variables only when
+a rule is first evaluated. `compile_module` therefore also evaluates each entry rule
+once with an empty input, and compiles them with regorus' RVM compiler (which resolves
+every name up front): a module that names an unknown function or an unsafe variable is
+rejected at load, not on the first request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+import regorus
+
+__all__ = [
+    "CompiledModule",
+    "RegoCompileError",
+    "RegoError",
+    "RegoEvalError",
+    "compile_module",
+    "module_package",
+    "rule_names",
+]
+
+# The engine's messages look like "\n--> file.rego:4:7\n  |\n4 | code\n  |   ^\nerror: what".
+_LOCATION: Final = re.compile(r"--> (?P<file>[^\n]*?):(?P<line>\d+):(?P<column>\d+)")
+_WHAT: Final = re.compile(r"^error: (?P<what>.+)$", re.MULTILINE)
+# The RVM compiler is younger than the interpreter and refuses some valid Rego ("not yet
+# supported", "internal: ..."): only these verdicts of its are taken as compile errors.
+_RVM_NAME_ERRORS: Final = re.compile(
+    r"Unknown function|Undefined variable|is unsafe|used before definition"
+)
+_EMPTY_INPUT: Final = "{}"
+
+
+class RegoError(Exception):
+    """A Rego module that does not compile or a rule that fails to evaluate.
+
+    `message` is the engine's own explanation, on one line; `line` and `column` point
+    into the module when the engine says where.
+    """
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None):
+        self.message = message
+        self.line = line
+        self.column = column
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        if self.line is None:
+            return self.message
+        return f"line {self.line}, column {self.column}: {self.message}"
+
+    @classmethod
+    def from_engine(cls, error: BaseException) -> RegoError:
+        text = str(error)
+        # With RUST_BACKTRACE set, regorus appends a native stack trace: never show it.
+        text = text.split("Stack backtrace:", 1)[0].strip()
+        # Compile errors nest ("error: Compilation error:" then the real one, then a
+        # "Caused by:" repeat): take the first "error:" line that says something, and the
+        # location printed last before it.
+        for what in _WHAT.finditer(text):
+            message = what.group("what").strip().removeprefix("Compilation error:").strip()
+            if not message:
+                continue
+            locations = list(_LOCATION.finditer(text, 0, what.start()))
+            if not locations:
+                return cls(message)
+            where = locations[-1]
+            return cls(message, int(where.group("line")), int(where.group("column")))
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return cls(lines[-1] if lines else "the Rego engine failed without a message")
+
+
+class RegoCompileError(RegoError):
+    """The module does not parse or does not compile."""
+
+
+class RegoEvalError(RegoError):
+    """A rule raised an error while being evaluated (e.g. a builtin given a bad value)."""
+
+
+def _root_name(ref: Mapping[str, Any]) -> str | None:
+    """The rule name at the root of a rule head's reference (`patch` of `patch.model`)."""
+    node: Any = ref
+    while isinstance(node, Mapping):
+        if "Var" in node:
+            value = node["Var"].get("value")
+            return value if isinstance(value, str) else None
+        inner = next(iter(node.values()), None)
+        node = inner.get("refr") if isinstance(inner, Mapping) else None
+    return None
+
+
+def rule_names(engine: regorus.Engine) -> dict[str, frozenset[str]]:
+    """package path ("data.weir.tools") -> the names of the rules it defines."""
+    found: dict[str, set[str]] = {}
+    packages = list(engine.get_packages())
+    for module, package in zip(orjson.loads(engine.get_ast_as_json()), packages, strict=True):
+        names = found.setdefault(package, set())
+        for rule in module["ast"]["rules"]:
+            kind, spec = next(iter(rule.items()))
+            head = spec.get("head") if kind == "Spec" else spec
+            if not isinstance(head, Mapping):
+                continue
+            if kind == "Spec":  # {"Compr"|"Set"|"Func": {...}}
+                head = next(iter(head.values()), {})
+            name = _root_name(head.get("refr", {}))
+            if name:
+                names.add(name)
+    return {package: frozenset(names) for package, names in found.items()}
+
+
+def module_package(source: str) -> str | None:
+    """The package a module declares ("data.weir.tools"), or None if it does not parse."""
+    engine = regorus.Engine()
+    try:
+        return str(engine.add_policy("module.rego", source))
+    except RuntimeError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledModule:
+    """One compiled module and the engine that evaluates it (not thread-safe: the input
+    is engine state, so evaluate from one thread)."""
+
+    package: str  # "data.weir.tools"
+    rules: frozenset[str]
+    engine: regorus.Engine
+
+    def evaluate(self, rule: str, input_document: Mapping[str, Any]) -> Any:
+        """The value of `rule` for `input_document`; None when the rule is undefined.
+        Raises RegoEvalError."""
+        try:
+            self.engine.set_input(input_document)
+            return self._value(rule)
+        except RuntimeError as error:
+            raise RegoEvalError.from_engine(error) from None
+
+    def evaluate_all(self, rules: Iterable[str], input_document: Mapping[str, Any]) -> list[Any]:
+        """The values of several rules for one input (set once)."""
+        try:
+            self.engine.set_input(input_document)
+            return [self._value(rule) for rule in rules]
+        except RuntimeError as error:
+            raise RegoEvalError.from_engine(error) from None
+
+    def _value(self, rule: str) -> Any:
+        path = f"{self.package}.{rule}"
+        # eval_rule is the fast path, but regorus refuses it for partial object rules
+        # (`patch.model := ...`); a query evaluates every rule form.
+        try:
+            return self.engine.eval_rule(path)
+        except RuntimeError as error:
+            if "not a valid rule path" not in str(error):
+                raise
+        results = self.engine.eval_query(path).get("result") or []
+        if not results:
+            return None
+        return results[0]["expressions"][0]["value"]
+
+
+def compile_module(filename: str, source: str, entry_rules: Iterable[str] = ()) -> CompiledModule:
+    """Parse and compile one module; `entry_rules` are the rules Weir will evaluate.
+    Raises RegoCompileError with the engine's message and the line."""
+    engine = regorus.Engine()
+    try:
+        package = str(engine.add_policy(filename, source))
+    except RuntimeError as error:
+        raise RegoCompileError.from_engine(error) from None
+    rules = rule_names(engine).get(package, frozenset())
+    entries = [rule for rule in entry_rules if rule in rules]
+    paths = [f"{package}.{rule}" for rule in entries]
+    if paths:
+        try:
+            regorus.Program.compile_from_modules(_EMPTY_INPUT, [(filename, source)], paths)
+        except RuntimeError as error:
+            if _RVM_NAME_ERRORS.search(str(error).split("Stack backtrace:", 1)[0]):
+                raise RegoCompileError.from_engine(error) from None
+    module = CompiledModule(package, rules, engine)
+    try:
+        module.evaluate_all(entries, {})
+    except RegoEvalError as error:
+        raise RegoCompileError(error.message, error.line, error.column) from None
+    return module
