@@ -50,6 +50,7 @@ from types import FrameType
 from typing import Any, TypeVar, cast
 
 import orjson
+import policy_cost
 import uvloop
 
 from weir.ports import distinct_ports
@@ -1205,6 +1206,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 shutil.rmtree(work_dir, ignore_errors=True)
 
     print(report(settings, sections, details, facts))
+    progress("policy evaluation, in-process")
+    policy_runs = 1000 if settings.quick else 5000
+    policy_cases = policy_cost.measure(Path(settings.config), policy_runs)
+    print()
+    print(policy_cost.render(policy_cases, policy_runs))
+    details["policy_evaluation_us"] = {
+        case.label: {"p50": case.p50_us, "p99": case.p99_us} for case in policy_cases
+    }
     total_errors = sum(sum(kinds.values()) for kinds in details["errors"].values())
     if settings.json_path is not None:
         document = {

@@ -474,6 +474,7 @@ POLICY_RULES: Final = {"request": ("deny", "patch"), "response": ("deny",)}
 
 def _check_policies(docs: Sequence[_Doc], errors: _Errors, partial: bool) -> None:
     endpoints = {d.raw_name for d in docs if d.kind == "Endpoint" and d.raw_name is not None}
+    packages: dict[str, _Doc] = {}  # ext_proc loads an endpoint's policies into one engine
     for doc in docs:
         if not (doc.readable and doc.kind == "Policy"):
             continue
@@ -493,19 +494,29 @@ def _check_policies(docs: Sequence[_Doc], errors: _Errors, partial: bool) -> Non
                     f"unknown Endpoint {name!r} (defined Endpoints: {defined})",
                 )
             seen.add(name)
-        _check_rego(doc, spec, errors)
+        package = _check_rego(doc, spec, errors)
+        if package is not None:
+            other = packages.setdefault(package, doc)
+            if other is not doc:
+                errors.add(
+                    doc,
+                    ("spec", "rego"),
+                    f"package {package.removeprefix('data.')} is already declared by Policy "
+                    f"{other.name!r} in {other.file}: each Policy needs a package of its own",
+                )
 
 
-def _check_rego(doc: _Doc, spec: Mapping[str, Any], errors: _Errors) -> None:
+def _check_rego(doc: _Doc, spec: Mapping[str, Any], errors: _Errors) -> str | None:
+    """Compile the Policy's module; its package if it compiles."""
     source, stage = _string(spec, "rego"), _string(spec, "stage")
     if not source or stage not in POLICY_RULES:
-        return
+        return None
     entry_rules = POLICY_RULES[stage]
     try:
         module = compile_module(f"{doc.raw_name or 'policy'}.rego", source, entry_rules)
     except RegoCompileError as error:
         errors.add(doc, ("spec", "rego"), f"the Rego module does not compile: {error}")
-        return
+        return None
     if not module.rules & set(entry_rules):
         wanted = " or ".join(f"`{rule}`" for rule in entry_rules)
         errors.add(
@@ -520,6 +531,7 @@ def _check_rego(doc: _Doc, spec: Mapping[str, Any], errors: _Errors) -> None:
             ("spec", "rego"),
             "`patch` is applied at the request stage only; move it to a request Policy",
         )
+    return module.package
 
 
 _CHECKS: Final[list[Callable[[Sequence[_Doc], _Errors, bool], None]]] = [

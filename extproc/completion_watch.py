@@ -19,7 +19,7 @@ from typing import Any, Final
 import orjson
 
 from extproc.errors import GatewayError
-from extproc.policies import CompiledPolicy, Decision, evaluate
+from extproc.policies import Decision, PolicyGroup, evaluate
 from extproc.policy_input import response_document
 from extproc.sse import Event, SSEDecoder
 
@@ -83,7 +83,7 @@ def _is_object(text: str) -> bool:
 class ResponseCheck:
     """Runs an endpoint's response policies on an answer (whole or so far)."""
 
-    policies: tuple[CompiledPolicy, ...]
+    policies: PolicyGroup
     request: dict[str, Any]  # the request stage's document, request as sent upstream
     backend: str
     model: str

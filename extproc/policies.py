@@ -1,24 +1,27 @@
 """Rego policies on the hot path: compiled once per config, evaluated per request.
 
-Each Policy's module runs in its own regorus engine, so one policy's failure (or
-`failOpen`) never touches another's. Every policy of a stage sees the same input
-document; their `deny` reasons are pooled, and their `patch` objects are applied in
-policy-name order (a later policy's value for the same field wins).
+The policies of one endpoint and stage share one regorus engine (a `Bundle`), so the
+input document is converted once however many policies there are; each policy is still
+evaluated on its own (its own package's rules), so one policy's failure (or `failOpen`)
+never touches another's. Every policy of a stage sees the same input document; their
+`deny` reasons are pooled, and their `patch` objects are applied in policy-name order
+(a later policy's value for the same field wins).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
 
 from extproc.errors import PolicyDenied, PolicyFailed
+from extproc.metrics import policy_decided
 from weir.config.v1 import runtime_pb2
-from weir.rego import CompiledModule, RegoCompileError, RegoEvalError, compile_module
+from weir.rego import Bundle, RegoCompileError, RegoEvalError, compile_module
 
 log = logging.getLogger("weir.extproc.policy")
 
@@ -44,14 +47,37 @@ class CompiledPolicy:
     name: str
     stage: str
     fail_open: bool
-    module: CompiledModule
+    package: str  # "data.weir.tools"
     rules: tuple[str, ...]  # the entry rules the module defines, in evaluation order
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyGroup:
+    """The policies of one endpoint at one stage, in name order, in one engine."""
+
+    policies: tuple[CompiledPolicy, ...]
+    bundle: Bundle
+
+    @classmethod
+    def of(cls, policies: Iterable[CompiledPolicy]) -> PolicyGroup:
+        ordered = tuple(sorted(policies, key=lambda p: p.name))
+        return cls(ordered, Bundle((f"{p.name}.rego", p.source) for p in ordered))
+
+    def __bool__(self) -> bool:
+        return bool(self.policies)
+
+    def __iter__(self) -> Iterator[CompiledPolicy]:
+        return iter(self.policies)
+
+
+NO_GROUP: Final = PolicyGroup((), Bundle(()))
 
 
 @dataclass(frozen=True, slots=True)
 class EndpointPolicies:
-    request: tuple[CompiledPolicy, ...] = ()
-    response: tuple[CompiledPolicy, ...] = ()
+    request: PolicyGroup = NO_GROUP
+    response: PolicyGroup = NO_GROUP
 
 
 NO_POLICIES: Final = EndpointPolicies()
@@ -63,6 +89,7 @@ def compile_policies(
     """Endpoint name -> its policies by stage. Raises PolicyConfigInvalid."""
     by_endpoint: dict[str, dict[str, list[CompiledPolicy]]] = {}
     seen: set[str] = set()
+    packages: dict[str, str] = {}
     for policy in policies:
         stage = _STAGES.get(policy.stage)
         if not policy.name or stage is None or not policy.endpoints:
@@ -76,19 +103,29 @@ def compile_policies(
             module = compile_module(f"{policy.name}.rego", policy.module, _ENTRY_RULES[stage])
         except RegoCompileError as error:
             raise PolicyConfigInvalid(f"policy {policy.name!r} does not compile: {error}") from None
+        other = packages.setdefault(module.package, policy.name)
+        if other != policy.name:
+            raise PolicyConfigInvalid(
+                f"policies {other!r} and {policy.name!r} declare the same package "
+                f"{module.package.removeprefix('data.')}"
+            )
         rules = tuple(rule for rule in _ENTRY_RULES[stage] if rule in module.rules)
         if not rules:
             raise PolicyConfigInvalid(f"policy {policy.name!r} defines no {stage} rule")
-        compiled = CompiledPolicy(policy.name, stage, policy.fail_open, module, rules)
+        compiled = CompiledPolicy(
+            policy.name, stage, policy.fail_open, module.package, rules, policy.module
+        )
         for endpoint in policy.endpoints:
             by_endpoint.setdefault(endpoint, {REQUEST: [], RESPONSE: []})[stage].append(compiled)
-    return {
-        endpoint: EndpointPolicies(
-            tuple(sorted(stages[REQUEST], key=lambda p: p.name)),
-            tuple(sorted(stages[RESPONSE], key=lambda p: p.name)),
-        )
-        for endpoint, stages in by_endpoint.items()
-    }
+    try:
+        return {
+            endpoint: EndpointPolicies(
+                PolicyGroup.of(stages[REQUEST]), PolicyGroup.of(stages[RESPONSE])
+            )
+            for endpoint, stages in by_endpoint.items()
+        }
+    except RegoCompileError as error:  # each compiled alone, so not expected
+        raise PolicyConfigInvalid(f"the policies do not compile together: {error}") from None
 
 
 @dataclass(slots=True)
@@ -119,11 +156,12 @@ class Outcome:
     patch: dict[str, Any]
 
 
-# Evaluation errors per policy name since the process started (also in every record).
+# Evaluation errors per policy name since the process started, for the log line (the
+# metric weir_policy_decisions_total{result="error"} counts them too).
 EVALUATION_ERRORS: Counter[str] = Counter()
 
 
-def _reasons(value: Any, policy: str) -> list[str]:
+def _reasons(value: Any) -> list[str]:
     """A `deny` value -> its reasons as text (a set or a list of strings, ideally)."""
     if value is None:
         return []
@@ -135,48 +173,66 @@ def _reasons(value: Any, policy: str) -> list[str]:
     return sorted(reason[:MAX_REASON_CHARS] for reason in reasons)
 
 
-def evaluate(
-    policies: Iterable[CompiledPolicy], document: Mapping[str, Any], decisions: list[Decision]
-) -> Outcome:
-    """Run `policies` on `document`; append each policy's Decision to `decisions`.
+def evaluate(group: PolicyGroup, document: Mapping[str, Any], decisions: list[Decision]) -> Outcome:
+    """Run the group's policies on `document`; append each policy's Decision to
+    `decisions`.
 
-    Raises PolicyDenied when any `deny` is non-empty, PolicyFailed when a policy without
-    failOpen fails to evaluate or returns a `patch` that is not an object of fields.
+    Raises PolicyDenied when any `deny` is non-empty (a denial wins: the request is
+    refused either way), else PolicyFailed when a policy without failOpen failed to
+    evaluate or returned a `patch` that is not an object of fields.
     """
     outcome = Outcome(decisions, {})
+    if not group:
+        return outcome
     denied: list[str] = []
-    for policy in policies:
+    failed: list[str] = []  # fail-closed failures
+    try:
+        group.bundle.set_input(document)
+    except RegoEvalError as error:
+        for policy in group:
+            _failed(policy, str(error), decisions, failed)
+        raise _verdict(denied, failed) from None
+    for policy in group:
         try:
-            values = policy.module.evaluate_all(policy.rules, document)
+            by_rule = {
+                rule: group.bundle.value(f"{policy.package}.{rule}") for rule in policy.rules
+            }
         except RegoEvalError as error:
-            _failed(policy, str(error), decisions)
+            _failed(policy, str(error), decisions, failed)
             continue
-        by_rule = dict(zip(policy.rules, values, strict=True))
-        reasons = _reasons(by_rule.get("deny"), policy.name)
+        reasons = _reasons(by_rule.get("deny"))
         patch = by_rule.get("patch")
         if patch is not None and not (
             isinstance(patch, dict) and all(isinstance(key, str) for key in patch)
         ):
-            _failed(policy, "`patch` must be an object of request fields", decisions)
+            _failed(policy, "`patch` must be an object of request fields", decisions, failed)
             continue
         blocked = sorted(UNPATCHABLE.intersection(patch or ()))
         if blocked:
-            _failed(policy, f"`patch` may not change {', '.join(blocked)}", decisions)
+            _failed(policy, f"`patch` may not change {', '.join(blocked)}", decisions, failed)
             continue
         decision = Decision(policy.name, policy.stage, "deny" if reasons else "allow", reasons)
         if patch and not reasons:
             decision.patched = sorted(patch)
             outcome.patch.update(patch)
         decisions.append(decision)
+        policy_decided(policy.name, policy.stage, decision.result)
         denied.extend(f"{policy.name}: {reason}" for reason in reasons)
-    if denied:
-        raise PolicyDenied("Denied by policy: " + "; ".join(denied))
+    if denied or failed:
+        raise _verdict(denied, failed)
     return outcome
 
 
-def _failed(policy: CompiledPolicy, why: str, decisions: list[Decision]) -> None:
+def _verdict(denied: list[str], failed: list[str]) -> PolicyDenied | PolicyFailed:
+    if denied:
+        return PolicyDenied("Denied by policy: " + "; ".join(denied))
+    return PolicyFailed("; ".join(failed))
+
+
+def _failed(policy: CompiledPolicy, why: str, decisions: list[Decision], failed: list[str]) -> None:
     EVALUATION_ERRORS[policy.name] += 1
     decisions.append(Decision(policy.name, policy.stage, "error", [why]))
+    policy_decided(policy.name, policy.stage, "error")
     log.warning(
         "policy %s (%s stage) failed to evaluate (%d failures so far; %s): %s",
         policy.name,
@@ -186,7 +242,7 @@ def _failed(policy: CompiledPolicy, why: str, decisions: list[Decision]) -> None
         why,
     )
     if not policy.fail_open:
-        raise PolicyFailed(f"Policy {policy.name!r} failed to evaluate: {why}")
+        failed.append(f"Policy {policy.name!r} failed to evaluate: {why}")
 
 
 def apply_patch(body: dict[str, Any], patch: Mapping[str, Any]) -> None:

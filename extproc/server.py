@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from extproc.auth import KeyIndexHolder
 from extproc.config_client import ConfigClient, keys_subscription, runtime_subscription
+from extproc.metrics import serve_metrics
 from extproc.processor import ExternalProcessor
 from extproc.records import RecordWriter
 from extproc.routes import RouteTableHolder
@@ -38,6 +39,8 @@ class ExtProcSettings:
     grace_s: float = 5.0
     # Where request records go (an SQLite file); None: not recorded.
     records_path: Path | None = None
+    # host:port of the Prometheus /metrics endpoint; None: not served.
+    metrics_address: str | None = None
 
 
 class ExtProcServer:
@@ -84,6 +87,9 @@ class ExtProcServer:
             raise OSError(f"cannot listen on {self.settings.listen}")
         if self.records is not None:
             self.records.start()
+        metrics = None
+        if self.settings.metrics_address is not None:
+            metrics, _ = serve_metrics(self.settings.metrics_address)
         await server.start()
         log.info("ext_proc listening on %s", self.settings.listen)
         client = asyncio.create_task(self.client.run())
@@ -93,6 +99,8 @@ class ExtProcServer:
             await self.health.enter_graceful_shutdown()
             await server.stop(grace=self.settings.grace_s)
             client.cancel()
+            if metrics is not None:
+                metrics.shutdown()
             if self.records is not None:
                 await asyncio.to_thread(self.records.close)
             log.info("ext_proc stopped")

@@ -67,7 +67,15 @@ def _cmd_extproc(args: argparse.Namespace) -> int:
     _logging(args.verbose)
     records = Path(args.records) if args.records else None
     asyncio.run(
-        serve(ExtProcSettings(args.listen, args.control_plane, args.node_id, records_path=records))
+        serve(
+            ExtProcSettings(
+                args.listen,
+                args.control_plane,
+                args.node_id,
+                records_path=records,
+                metrics_address=args.metrics_address,
+            )
+        )
     )
     return 0
 
@@ -245,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     extproc.add_argument("--control-plane", default="127.0.0.1:18000")
     extproc.add_argument("--node-id", default=f"extproc-{os.getpid()}")
     extproc.add_argument("--records", help="SQLite file to write request records to")
+    extproc.add_argument(
+        "--metrics-address", help="host:port to serve Prometheus metrics on (GET /metrics)"
+    )
     extproc.add_argument("-v", "--verbose", action="store_true")
     extproc.set_defaults(func=_cmd_extproc)
 

@@ -24,6 +24,7 @@ import orjson
 import regorus
 
 __all__ = [
+    "Bundle",
     "CompiledModule",
     "RegoCompileError",
     "RegoError",
@@ -131,56 +132,73 @@ def module_package(source: str) -> str | None:
         return None
 
 
+class Bundle:
+    """Modules (of distinct packages) in one engine, so that one input document is
+    converted once for all of them. Not thread-safe: evaluate from one thread."""
+
+    __slots__ = ("_aliases", "engine")
+
+    def __init__(self, modules: Iterable[tuple[str, str]]) -> None:
+        """`modules`: (file name, source) pairs. Raises RegoCompileError."""
+        self._aliases: dict[str, str] = {}
+        self.engine = regorus.Engine()
+        for filename, source in modules:
+            try:
+                self.engine.add_policy(filename, source)
+            except RuntimeError as error:
+                raise RegoCompileError.from_engine(error) from None
+
+    def set_input(self, input_document: Mapping[str, Any]) -> None:
+        try:
+            self.engine.set_input(input_document)
+        except RuntimeError as error:  # a value the engine cannot take in
+            raise RegoEvalError.from_engine(error) from None
+
+    def value(self, path: str) -> Any:
+        """The value of the rule at `path` ("data.pkg.rule") for the input set last;
+        None when it is undefined. Raises RegoEvalError."""
+        try:
+            return self.engine.eval_rule(self._aliases.get(path, path))
+        except RuntimeError as error:
+            if path in self._aliases or "not a valid rule path" not in str(error):
+                raise RegoEvalError.from_engine(error) from None
+        # regorus' eval_rule refuses partial object rules (`patch.model := ...`). A query
+        # would do, at twice the cost per request; a complete rule equal to the path
+        # costs one module, once.
+        alias = f"weir_internal_eval.v{len(self._aliases)}"
+        self.engine.add_policy(f"{alias}.rego", f"package {alias}\n\nvalue := {path}\n")
+        self._aliases[path] = f"data.{alias}.value"
+        return self.value(path)
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledModule:
-    """One compiled module and the engine that evaluates it (not thread-safe: the input
-    is engine state, so evaluate from one thread)."""
+    """One compiled module in its own engine."""
 
     package: str  # "data.weir.tools"
     rules: frozenset[str]
-    engine: regorus.Engine
+    bundle: Bundle
 
     def evaluate(self, rule: str, input_document: Mapping[str, Any]) -> Any:
         """The value of `rule` for `input_document`; None when the rule is undefined.
         Raises RegoEvalError."""
-        try:
-            self.engine.set_input(input_document)
-            return self._value(rule)
-        except RuntimeError as error:
-            raise RegoEvalError.from_engine(error) from None
+        return self.evaluate_all((rule,), input_document)[0]
 
     def evaluate_all(self, rules: Iterable[str], input_document: Mapping[str, Any]) -> list[Any]:
         """The values of several rules for one input (set once)."""
-        try:
-            self.engine.set_input(input_document)
-            return [self._value(rule) for rule in rules]
-        except RuntimeError as error:
-            raise RegoEvalError.from_engine(error) from None
-
-    def _value(self, rule: str) -> Any:
-        path = f"{self.package}.{rule}"
-        # eval_rule is the fast path, but regorus refuses it for partial object rules
-        # (`patch.model := ...`); a query evaluates every rule form.
-        try:
-            return self.engine.eval_rule(path)
-        except RuntimeError as error:
-            if "not a valid rule path" not in str(error):
-                raise
-        results = self.engine.eval_query(path).get("result") or []
-        if not results:
-            return None
-        return results[0]["expressions"][0]["value"]
+        self.bundle.set_input(input_document)
+        return [self.bundle.value(f"{self.package}.{rule}") for rule in rules]
 
 
 def compile_module(filename: str, source: str, entry_rules: Iterable[str] = ()) -> CompiledModule:
     """Parse and compile one module; `entry_rules` are the rules Weir will evaluate.
     Raises RegoCompileError with the engine's message and the line."""
-    engine = regorus.Engine()
+    bundle = Bundle(())
     try:
-        package = str(engine.add_policy(filename, source))
+        package = str(bundle.engine.add_policy(filename, source))
     except RuntimeError as error:
         raise RegoCompileError.from_engine(error) from None
-    rules = rule_names(engine).get(package, frozenset())
+    rules = rule_names(bundle.engine).get(package, frozenset())
     entries = [rule for rule in entry_rules if rule in rules]
     paths = [f"{package}.{rule}" for rule in entries]
     if paths:
@@ -189,7 +207,7 @@ def compile_module(filename: str, source: str, entry_rules: Iterable[str] = ()) 
         except RuntimeError as error:
             if _RVM_NAME_ERRORS.search(str(error).split("Stack backtrace:", 1)[0]):
                 raise RegoCompileError.from_engine(error) from None
-    module = CompiledModule(package, rules, engine)
+    module = CompiledModule(package, rules, bundle)
     try:
         module.evaluate_all(entries, {})
     except RegoEvalError as error:

@@ -223,6 +223,16 @@ def _pick(port: int, what: str, flag: str) -> int:
     return port
 
 
+def _other_free_ports(count: int, taken: set[int]) -> list[int]:
+    """`count` free ports, none in `taken` and no two alike."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in taken and port not in ports:
+            ports.append(port)
+    return ports
+
+
 class Stack:
     """The running parts, in start order."""
 
@@ -231,6 +241,7 @@ class Stack:
         self.parts: list[Part] = []
         self.env = dict(os.environ)
         self.management_url = ""
+        self.metrics_urls: list[str] = []
 
     def _part(self, name: str, argv: Sequence[str]) -> Part:
         logs = self.settings.state_dir / "logs"
@@ -258,11 +269,14 @@ class Stack:
         admin_port = _pick(s.admin_port, "Envoy admin", "--admin-port")
         management_port = _pick(s.management_port, "management API", "--management-port")
         self.management_url = f"http://127.0.0.1:{management_port}"
+        mock_port = _pick(s.mock_port, "mock LLM", "--mock-port") if s.start_mock else 0
+        in_use = {s.port, xds_port, *extproc_ports, admin_port, management_port, mock_port}
+        metrics_ports = _other_free_ports(s.extproc_replicas, in_use)
+        self.metrics_urls = [f"http://127.0.0.1:{port}/metrics" for port in metrics_ports]
         store = default_store_path(s.state_dir)
         me = [sys.executable, "-m", "weir"]
 
         if s.start_mock:
-            mock_port = _pick(s.mock_port, "mock LLM", "--mock-port")
             self.env["WEIR_MOCK_LLM_URL"] = f"http://127.0.0.1:{mock_port}/v1"
             await self._launch(
                 "mock-llm",
@@ -309,7 +323,7 @@ class Stack:
             "config accepted and xDS serving",
             f"control plane ready, xDS on 127.0.0.1:{xds_port}",
         )
-        for i, port in enumerate(extproc_ports):
+        for i, (port, metrics_port) in enumerate(zip(extproc_ports, metrics_ports, strict=True)):
             name = "extproc" if s.extproc_replicas == 1 else f"extproc-{i}"
             await self._launch(
                 name,
@@ -324,6 +338,8 @@ class Stack:
                     f"extproc-{i}",
                     "--records",
                     str(store),
+                    "--metrics-address",
+                    f"127.0.0.1:{metrics_port}",
                 ],
                 True,
                 _grpc_serving(f"127.0.0.1:{port}", "weir.extproc"),
@@ -382,6 +398,7 @@ def ready_message(
     endpoints: Sequence[tuple[str, str, Sequence[str]]],
     management_url: str = "",
     new_keys: dict[str, str] | None = None,
+    metrics_urls: Sequence[str] = (),
 ) -> str:
     """What `weir up` prints once everything is ready. `new_keys`: project -> a key
     created for this start (shown here once), for projects that had no active key."""
@@ -392,6 +409,9 @@ def ready_message(
         lines.append(f"  Endpoint:  {base}/{project}/{slug}/v1   models: {', '.join(models)}")
     if management_url:
         lines.append(f"  Management API: {management_url}/v1/keys (needs a management key)")
+    for i, url in enumerate(metrics_urls):
+        which = "" if len(metrics_urls) == 1 else f" (extproc-{i})"
+        lines.append(f"  Metrics:   {url}{which}")
     state = f" --state-dir {settings.state_dir}" if settings.state_dir != Path(".weir") else ""
     if endpoints:
         project, slug, models = endpoints[0]
@@ -458,7 +478,9 @@ async def run_up(
             print(f"weir up: failed to start: {error!r}", file=sys.stderr, flush=True)
             return 1
         print(
-            ready_message(settings, endpoints(stack.env), stack.management_url, new_keys),
+            ready_message(
+                settings, endpoints(stack.env), stack.management_url, new_keys, stack.metrics_urls
+            ),
             flush=True,
         )
         exited = asyncio.create_task(stack.wait_any_exit())

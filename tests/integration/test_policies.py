@@ -5,6 +5,7 @@ evaluation errors, compile errors on reload, and the decisions in the request re
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -160,6 +161,14 @@ def test_a_runtime_error_fails_closed_with_500_policy_error(
     assert [d["policy"] for d in errors] == ["broken-closed"]
     assert "could not parse string as number" in errors[0]["reasons"][0]
     assert "policy broken-closed (request stage) failed to evaluate" in stack.process.output
+    [metrics_url] = re.findall(r"Metrics:\s+(\S+)", stack.process.output)
+    counted = re.search(
+        r'^weir_policy_decisions_total\{policy="broken-closed",result="error",stage="request"\}'
+        r" (\S+)$",
+        httpx.get(metrics_url).text,
+        re.MULTILINE,
+    )
+    assert counted is not None and float(counted.group(1)) >= 1
 
 
 def test_a_runtime_error_in_a_fail_open_policy_lets_the_request_through(
@@ -412,3 +421,41 @@ def test_a_policy_that_does_not_compile_is_rejected_and_the_last_good_config_sta
         assert client.chat.completions.create(model="gpt-4o-mini", messages=HI).choices
     finally:
         broken.unlink()
+
+
+NEW_POLICY = """\
+apiVersion: weir.dev/v1alpha1
+kind: Policy
+metadata:
+  name: no-shell
+spec:
+  stage: request
+  endpoints: [demo-chat]
+  rego: |
+    package weir.no_shell
+
+    deny contains "no shell access" if {
+        some t in input.request.tools
+        t.function.name == "shell"
+    }
+"""
+
+
+def test_a_new_or_removed_policy_takes_effect_without_a_restart(
+    stack: WeirUp, client: openai.OpenAI
+) -> None:
+    def shell_refused() -> bool:
+        try:
+            client.chat.completions.create(model="gpt-4o-mini", messages=HI, tools=[tool("shell")])  # type: ignore[list-item]
+        except openai.PermissionDeniedError as error:
+            return "no shell access" in str(error)
+        return False
+
+    assert not shell_refused()
+    added = stack.config_dir / "no-shell.yaml"
+    added.write_text(NEW_POLICY)
+    try:
+        wait_until(shell_refused, 15, "the new policy to refuse the shell tool")
+    finally:
+        added.unlink()
+    wait_until(lambda: not shell_refused(), 15, "the removed policy to stop refusing")

@@ -10,9 +10,9 @@ import pytest
 from extproc.errors import PolicyDenied, PolicyFailed
 from extproc.policies import (
     EVALUATION_ERRORS,
-    CompiledPolicy,
     Decision,
     PolicyConfigInvalid,
+    PolicyGroup,
     apply_patch,
     compile_policies,
     evaluate,
@@ -38,7 +38,7 @@ def policy(
     )
 
 
-def compiled(*policies: runtime_pb2.Policy) -> tuple[CompiledPolicy, ...]:
+def compiled(*policies: runtime_pb2.Policy) -> PolicyGroup:
     return compile_policies(policies)["e"].request
 
 
@@ -51,7 +51,7 @@ def test_policies_are_grouped_by_endpoint_and_stage_in_name_order() -> None:
         ]
     )
     assert [p.name for p in table["e"].request] == ["a", "b"]
-    assert table["e"].response == ()
+    assert not table["e"].response
     assert [p.name for p in table["f"].request] == ["b"]
     assert [p.name for p in table["f"].response] == ["r"]
 
@@ -63,8 +63,21 @@ def test_policies_are_grouped_by_endpoint_and_stage_in_name_order() -> None:
         ([policy("a", "x := 1")], "defines no request rule"),
         ([policy("a", 'deny contains "x" if false')] * 2, "defined twice"),
         ([policy("a", 'deny contains "x" if false', endpoints=())], "no endpoints"),
+        (
+            [
+                policy("a", 'deny contains "x" if false'),
+                runtime_pb2.Policy(
+                    name="b",
+                    stage=REQUEST,
+                    module='package p_a\n\ndeny contains "y" if false',
+                    package="data.p_a",
+                    endpoints=["e"],
+                ),
+            ],
+            "'a' and 'b' declare the same package p_a",
+        ),
     ],
-    ids=["syntax", "no-rule", "twice", "no-endpoints"],
+    ids=["syntax", "no-rule", "twice", "no-endpoints", "same-package"],
 )
 def test_a_policy_that_cannot_run_here_rejects_the_config(
     policies: list[runtime_pb2.Policy], message: str
@@ -134,6 +147,17 @@ def test_an_evaluation_error_in_a_fail_open_policy_is_skipped() -> None:
     outcome = evaluate(policies, {"v": "nope"}, decisions)
     assert outcome.patch == {"max_tokens": 5}
     assert [(d.policy, d.result) for d in decisions] == [("broken", "error"), ("other", "allow")]
+
+
+def test_a_denial_wins_over_a_fail_closed_error_whatever_the_order() -> None:
+    for names in (("a-broken", "b-deny"), ("b-broken", "a-deny")):
+        policies = compiled(
+            policy(names[0], BROKEN), policy(names[1], 'deny contains "no" if true')
+        )
+        decisions: list[Decision] = []
+        with pytest.raises(PolicyDenied, match="no"):
+            evaluate(policies, {"v": "nope"}, decisions)
+        assert sorted(d.result for d in decisions) == ["deny", "error"]
 
 
 @pytest.mark.parametrize(

@@ -89,4 +89,4 @@ def test_rule_names_lists_every_rule_of_every_package() -> None:
         "r.rego",
         "package r\n\ndefault allow := false\nallow if true\nf(x) := x\ntest_f if f(1) == 1\n",
     )
-    assert rule_names(module.engine) == {"data.r": frozenset({"allow", "f", "test_f"})}
+    assert rule_names(module.bundle.engine) == {"data.r": frozenset({"allow", "f", "test_f"})}
