@@ -111,6 +111,14 @@ class MethodNotAllowed(GatewayError):
     code = "method_not_allowed"
 
 
+class UpstreamUnreadable(GatewayError):
+    """502: the provider's answer cannot be inspected (e.g. compressed) though it must be."""
+
+    status = 502
+    error_type = "server_error"
+    code = "upstream_unreadable"
+
+
 class InternalError(GatewayError):
     status = 500
     error_type = "server_error"

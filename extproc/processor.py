@@ -59,6 +59,7 @@ from extproc.errors import (
     PolicyFailed,
     UnknownURL,
     UnsupportedMediaType,
+    UpstreamUnreadable,
 )
 from extproc.policies import Decision, apply_patch, evaluate
 from extproc.policy_input import request_document
@@ -317,6 +318,9 @@ class Exchange:
                             table.cluster_header,
                             table.endpoint_header,
                             "x-weir-session-id",
+                            # Weir reads answers (tool calls, response policies): ask
+                            # the provider for them uncompressed.
+                            "accept-encoding",
                             *(name for name, _ in property_headers),
                         )
                     )
@@ -400,8 +404,25 @@ class Exchange:
     # --- response -------------------------------------------------------------------------
 
     def on_response_headers(self, message: ext.HttpHeaders) -> ext.ProcessingResponse:
-        status, content_type = header_values(message, ":status", "content-type")
+        status, content_type, encoding = header_values(
+            message, ":status", "content-type", "content-encoding"
+        )
         self.status = int(status) if status.isdigit() else 0
+        if encoding and encoding.strip().lower() != b"identity" and self.routed is not None:
+            if self.check is not None and self.status == 200:
+                # Never let an answer that response policies must see through unseen.
+                raise UpstreamUnreadable(
+                    "The provider answered with Content-Encoding "
+                    f"'{encoding.decode('latin-1')[:40]}', which Weir cannot inspect; "
+                    "the response policies of this endpoint need the answer uncompressed."
+                )
+            return ext.ProcessingResponse(
+                response_headers=ext.HeadersResponse(
+                    response=ext.CommonResponse(
+                        header_mutation=header_mutation(self.correlation_headers())
+                    )
+                )
+            )
         common = ext.CommonResponse(header_mutation=header_mutation(self.correlation_headers()))
         headers = ext.HeadersResponse(response=common)
         if content_type.startswith(b"text/event-stream"):

@@ -349,18 +349,104 @@ def immediate_headers(response: ext.ProcessingResponse) -> dict[str, bytes]:
 
 
 def response_headers(
-    status: bytes = b"200", content_type: bytes = b"application/json"
+    status: bytes = b"200", content_type: bytes = b"application/json", **extra: bytes
 ) -> ext.ProcessingRequest:
+    items = [(":status", status), ("content-type", content_type), *extra.items()]
     return ext.ProcessingRequest(
         response_headers=ext.HttpHeaders(
             headers=base_pb2.HeaderMap(
                 headers=[
-                    base_pb2.HeaderValue(key=":status", raw_value=status),
-                    base_pb2.HeaderValue(key="content-type", raw_value=content_type),
+                    base_pb2.HeaderValue(key=k.replace("_", "-"), raw_value=v) for k, v in items
                 ]
             )
         )
     )
+
+
+def with_response_policy() -> RouteTable:
+    config = runtime()
+    config.policies.append(
+        runtime_pb2.Policy(
+            name="answers",
+            stage=runtime_pb2.Policy.STAGE_RESPONSE,
+            module='package answers\n\ndeny contains "no" if input.response.message.refusal',
+            package="data.answers",
+            endpoints=["demo-chat"],
+        )
+    )
+    return RouteTable.compile(config)
+
+
+def test_the_provider_is_asked_for_uncompressed_answers() -> None:
+    exchange = exchange_for(TABLE)
+    reply = exchange.handle(
+        headers("POST", "/demo/chat/v1/chat/completions", **{"accept-encoding": "gzip, br"})
+    )
+    removed = reply.request_headers.response.header_mutation.remove_headers
+    assert "accept-encoding" in removed
+
+
+def test_a_compressed_answer_that_response_policies_must_see_is_a_502_not_a_bypass() -> None:
+    exchange = exchange_for(with_response_policy())
+    exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
+    exchange.handle(body({"model": "mock-gpt", "messages": MESSAGES}))
+    status, envelope = immediate_json(exchange.handle(response_headers(content_encoding=b"gzip")))
+    assert status == 502
+    assert envelope["error"]["code"] == "upstream_unreadable"
+    assert "gzip" in envelope["error"]["message"]
+
+
+def test_a_compressed_answer_without_response_policies_passes_unread() -> None:
+    exchange = exchange_for(TABLE)
+    exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
+    exchange.handle(body({"model": "mock-gpt", "messages": MESSAGES, "tools": TOOLS}))
+    reply = exchange.handle(response_headers(content_encoding=b"gzip"))
+    assert reply.WhichOneof("response") == "response_headers"
+    assert not reply.HasField("mode_override")  # not buffered: it could not be read
+    assert not exchange.buffered
+
+
+TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+
+
+def test_a_json_answer_to_a_request_with_tools_is_buffered_to_record_its_calls() -> None:
+    exchange = exchange_for(TABLE)
+    exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
+    exchange.handle(body({"model": "mock-gpt", "messages": MESSAGES, "tools": TOOLS}))
+    reply = exchange.handle(response_headers())
+    assert reply.mode_override.response_body_mode == ProcessingMode.BUFFERED
+    answer = {
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": "{}"},
+                        }
+                    ],
+                },
+            }
+        ]
+    }
+    exchange.handle(
+        ext.ProcessingRequest(
+            response_body=ext.HttpBody(body=orjson.dumps(answer), end_of_stream=True)
+        )
+    )
+    record = exchange.record()
+    assert record is not None and record.tool_calls == [{"name": "f", "arguments": "{}"}]
+
+
+def test_a_json_answer_without_tools_or_policies_is_not_read() -> None:
+    exchange = exchange_for(TABLE)
+    exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
+    exchange.handle(body({"model": "mock-gpt", "messages": MESSAGES}))
+    assert not exchange.handle(response_headers()).HasField("mode_override")
 
 
 @pytest.mark.parametrize(

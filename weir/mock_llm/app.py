@@ -12,6 +12,8 @@ from urllib.parse import quote
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -317,6 +319,9 @@ def create_app(settings: MockSettings | None = None) -> Starlette:
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: http_error, Exception: server_error},
+        # Like a real provider, compress whole answers for clients that accept gzip
+        # (streams stay uncompressed): a gateway that must read answers has to cope.
+        middleware=[Middleware(GZipMiddleware, minimum_size=1)],
     )
     app.state.mock_stats = stats
     app.state.mock_stopping = stopping
