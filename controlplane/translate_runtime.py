@@ -87,6 +87,8 @@ def translate(
         )
     every_endpoint = [endpoint.name for endpoint in config.endpoints]
     for policy in sorted(config.policies, key=lambda p: p.name):
+        if not (policy.endpoints or every_endpoint):
+            continue  # "every endpoint" of a config that has none
         runtime.policies.append(
             runtime_pb2.Policy(
                 name=policy.name,

@@ -12,71 +12,25 @@ when `[DONE]` (or the end of the stream) arrives, before `[DONE]` is passed on.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
 
-from extproc.errors import GatewayError
+from extproc.errors import GatewayError, UpstreamUnreadable
 from extproc.policies import Decision, PolicyGroup, evaluate
 from extproc.policy_input import response_document
-from extproc.sse import Event, SSEDecoder
+from extproc.sse import Event, SSEDecoder, parse_event
+from extproc.tool_calls import (
+    LEGACY_INDEX,
+    CallDelta,
+    ToolCall,
+    calls_in_message,
+    deltas_of,
+)
 
-MAX_RECORDED_ARGUMENT_CHARS: Final = 8192
 MAX_RECORDED_CALLS: Final = 64
 _DONE: Final = b"[DONE]"
-
-
-@dataclass(slots=True)
-class ToolCall:
-    choice: int
-    index: int
-    id: str = ""
-    name: str = ""
-    parts: list[str] = field(default_factory=list)
-    complete: bool = False
-    checked: bool = False
-
-    @property
-    def arguments(self) -> str:
-        return "".join(self.parts)
-
-    def as_input(self) -> dict[str, Any]:
-        text = self.arguments
-        try:
-            parsed: Any = orjson.loads(text) if text else {}
-        except orjson.JSONDecodeError:
-            parsed = None  # the model wrote arguments that are not JSON
-        return {
-            "id": self.id,
-            "name": self.name,
-            "arguments": parsed,
-            "arguments_raw": text,
-            "choice": self.choice,
-            "index": self.index,
-        }
-
-    def as_message_part(self) -> dict[str, Any]:
-        """The call in OpenAI's message shape."""
-        return {
-            "id": self.id,
-            "type": "function",
-            "function": {"name": self.name, "arguments": self.arguments},
-        }
-
-    def as_record(self) -> dict[str, Any]:
-        text = self.arguments
-        if len(text) > MAX_RECORDED_ARGUMENT_CHARS:
-            text = text[:MAX_RECORDED_ARGUMENT_CHARS] + "...(truncated)"
-        return {"name": self.name, "arguments": text}
-
-
-def _is_object(text: str) -> bool:
-    try:
-        return isinstance(orjson.loads(text), dict)
-    except orjson.JSONDecodeError:
-        return False
 
 
 @dataclass(slots=True)
@@ -96,7 +50,8 @@ class ResponseCheck:
         usage: Any,
         complete: bool,
     ) -> None:
-        """Raises PolicyDenied or PolicyFailed."""
+        """Raises PolicyDenied or PolicyFailed. The decisions of a check before the end
+        are recorded only when they are not `allow` (a stream checks once per call)."""
         document = response_document(
             self.request,
             backend=self.backend,
@@ -106,28 +61,14 @@ class ResponseCheck:
             usage=usage,
             complete=complete,
         )
-        evaluate(self.policies, document, self.decisions)
-
-
-def _calls_of(message: Mapping[str, Any], choice: int) -> list[ToolCall]:
-    calls = []
-    raw_calls = message.get("tool_calls")
-    for i, raw in enumerate(raw_calls if isinstance(raw_calls, list) else []):
-        function = raw.get("function") if isinstance(raw, dict) else None
-        if not isinstance(function, dict):
-            continue
-        arguments = function.get("arguments")
-        calls.append(
-            ToolCall(
-                choice,
-                i,
-                str(raw.get("id") or ""),
-                str(function.get("name") or ""),
-                [arguments if isinstance(arguments, str) else orjson.dumps(arguments).decode()],
-                complete=True,
-            )
-        )
-    return calls
+        if complete:
+            evaluate(self.policies, document, self.decisions)
+            return
+        decisions: list[Decision] = []
+        try:
+            evaluate(self.policies, document, decisions)
+        finally:
+            self.decisions.extend(d for d in decisions if d.result != "allow")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +95,7 @@ def read_completion(body: bytes) -> Completion | None:
         message = choice.get("message")
         if isinstance(message, dict):
             index = choice.get("index")
-            calls.extend(_calls_of(message, index if isinstance(index, int) else position))
+            calls.extend(calls_in_message(message, index if isinstance(index, int) else position))
     return Completion(choices, calls, completion.get("usage"))
 
 
@@ -206,7 +147,7 @@ class StreamWatch:
         events = self.decoder.feed_raw(chunk)
         if self.check is None:
             for _, event in events:
-                if event is not None and b"tool_calls" in event.data:
+                if event is not None and b"_call" in event.data:  # tool_calls, function_call
                     self._follow(event)
             return None
         out: list[bytes] = []
@@ -216,10 +157,16 @@ class StreamWatch:
                 return b"".join(out)
         if end_of_stream:
             self._on_end(out)
-        else:
-            out_bytes = b"".join(out)
-            return None if out_bytes == chunk else out_bytes
-        return b"".join(out)
+            return b"".join(out)
+        out_bytes = b"".join(out)
+        return None if out_bytes == chunk else out_bytes
+
+    def abort(self, error: GatewayError) -> bytes:
+        """End the stream here with `error`: what to send in place of the held bytes."""
+        self.blocked = True
+        self.held.clear()
+        self.decoder.take_pending()
+        return error_event(error)
 
     # --- with a check -----------------------------------------------------------------
 
@@ -229,7 +176,11 @@ class StreamWatch:
             if not self.blocked:
                 out.append(raw)
             return
-        completed = self._follow(event) if event is not None else None
+        try:
+            completed = self._follow(event) if event is not None else None
+        except GatewayError as error:
+            out.append(self.abort(error))
+            return
         if completed is None:  # not a chunk with a tool call
             if self.held:
                 self.held.append(raw)
@@ -244,12 +195,13 @@ class StreamWatch:
             self.held.clear()
 
     def _on_end(self, out: list[bytes]) -> None:
-        """The upstream's body ended (normally after [DONE], already handled)."""
+        """The upstream's body ended. An event it left unterminated is still an event:
+        it is checked like the others, never passed on unseen."""
         tail = self.decoder.take_pending()
-        if not self.finished:
+        if tail:
+            self._on_event(tail, parse_event(tail), out)
+        if not self.finished and not self.blocked:
             self._finish(out)
-        if not self.blocked and tail:
-            out.append(tail)
 
     def _finish(self, out: list[bytes]) -> None:
         """Close the calls still open, check them, then check the final message."""
@@ -262,7 +214,6 @@ class StreamWatch:
         out.extend(self.held)
         self.held.clear()
         self.finished = True
-        assert self.check is not None
         self._run(out, complete=True)
 
     def _check_calls(self, out: list[bytes]) -> None:
@@ -276,13 +227,11 @@ class StreamWatch:
         assert self.check is not None
         calls = [call for call in self.tool_calls() if call.complete]
         try:
-            self.check.run(self._choices(complete), calls, self.usage, complete)
+            self.check.run(self._choices(), calls, self.usage, complete)
         except GatewayError as error:
-            self.blocked = True
-            self.held.clear()
-            out.append(error_event(error))
+            out.append(self.abort(error))
 
-    def _choices(self, complete: bool) -> list[dict[str, Any]]:
+    def _choices(self) -> list[dict[str, Any]]:
         indexes = sorted({*self.content, *self.refusal, *self.finals, *(c for c, _ in self.calls)})
         choices = []
         for index in indexes or [0]:
@@ -292,13 +241,13 @@ class StreamWatch:
             }
             if index in self.refusal:
                 message["refusal"] = "".join(self.refusal[index])
-            calls = [
-                call.as_message_part()
-                for call in self.tool_calls()
-                if call.choice == index and call.complete
-            ]
-            if calls:
-                message["tool_calls"] = calls
+            calls = [c for c in self.tool_calls() if c.choice == index and c.complete]
+            parts = [c.as_message_part() for c in calls if c.index != LEGACY_INDEX]
+            if parts:
+                message["tool_calls"] = parts
+            for call in calls:
+                if call.index == LEGACY_INDEX:
+                    message["function_call"] = {"name": call.name, "arguments": call.arguments}
             choices.append(
                 {"index": index, "message": message, "finish_reason": self.finals.get(index)}
             )
@@ -308,7 +257,8 @@ class StreamWatch:
 
     def _follow(self, event: Event) -> list[ToolCall] | None:
         """Take in one chunk. Returns None if it carried no tool-call delta, else the
-        calls whose arguments it completed (maybe none)."""
+        calls whose arguments it completed (maybe none). Raises UpstreamUnreadable for a
+        call too large to check."""
         try:
             chunk = orjson.loads(event.data)
         except orjson.JSONDecodeError:
@@ -330,12 +280,11 @@ class StreamWatch:
                     self.content.setdefault(index, []).append(delta["content"])
                 if isinstance(delta.get("refusal"), str):
                     self.refusal.setdefault(index, []).append(delta["refusal"])
-                deltas = delta.get("tool_calls")
-                if isinstance(deltas, list) and deltas:
+                deltas = deltas_of(delta)
+                if deltas:
                     completed = completed if completed is not None else []
                     for item in deltas:
-                        if isinstance(item, dict):
-                            self._tool_delta(index, item, completed)
+                        self._tool_delta(index, item, completed)
             reason = choice.get("finish_reason")
             if isinstance(reason, str):
                 self.finals[index] = reason
@@ -344,29 +293,28 @@ class StreamWatch:
                     completed = (completed or []) + done
         return completed
 
-    def _tool_delta(self, choice: int, item: Mapping[str, Any], completed: list[ToolCall]) -> None:
-        index = item.get("index")
-        index = index if isinstance(index, int) else 0
-        call = self.calls.get((choice, index))
+    def _tool_delta(self, choice: int, item: CallDelta, completed: list[ToolCall]) -> None:
+        call = self.calls.get((choice, item.index))
         if call is None:
             # A new call: the earlier ones of this choice are complete.
             completed.extend(self._close_choice(choice))
             if len(self.calls) >= MAX_RECORDED_CALLS and self.check is None:
                 return
-            call = self.calls[(choice, index)] = ToolCall(choice, index)
-        if isinstance(item.get("id"), str):
-            call.id = item["id"]
-        function = item.get("function")
-        if not isinstance(function, dict):
-            return
-        if isinstance(function.get("name"), str):
-            call.name += function["name"]
-        fragment = function.get("arguments")
-        if isinstance(fragment, str) and fragment:
-            call.parts.append(fragment)
-            if not call.complete and fragment.rstrip().endswith("}") and _is_object(call.arguments):
-                call.complete = True
-                completed.append(call)
+            call = self.calls[(choice, item.index)] = ToolCall(choice, item.index, item.kind)
+        elif call.complete and (item.name or item.arguments.strip()):
+            # More of a call already complete (and maybe allowed): check it again.
+            call.reopen()
+        if item.id is not None:
+            call.id = item.id
+        call.name += item.name
+        if item.arguments and call.add_arguments(item.arguments) and not call.complete:
+            call.complete = True
+            completed.append(call)
+        if call.overflow and self.check is not None:
+            raise UpstreamUnreadable(
+                f"The model's call of {call.name!r} has more arguments than Weir can check "
+                f"({call.size} characters so far); the stream was stopped."
+            )
 
     def _close_choice(self, choice: int) -> list[ToolCall]:
         closed = []

@@ -161,11 +161,18 @@ class Outcome:
 EVALUATION_ERRORS: Counter[str] = Counter()
 
 
+class _NotAReasonSet(Exception):
+    pass
+
+
 def _reasons(value: Any) -> list[str]:
-    """A `deny` value -> its reasons as text (a set or a list of strings, ideally)."""
+    """A `deny` value -> its reasons as text. `deny` is a set (or array) of reasons;
+    anything else (`deny := false`, an object) is a policy bug, not a denial."""
     if value is None:
         return []
-    items = value if isinstance(value, set | frozenset | list | tuple) else [value]
+    if not isinstance(value, set | frozenset | list | tuple):
+        raise _NotAReasonSet
+    items = value
     reasons = [
         item if isinstance(item, str) else orjson.dumps(item, default=str).decode()
         for item in items
@@ -200,7 +207,12 @@ def evaluate(group: PolicyGroup, document: Mapping[str, Any], decisions: list[De
         except RegoEvalError as error:
             _failed(policy, str(error), decisions, failed)
             continue
-        reasons = _reasons(by_rule.get("deny"))
+        try:
+            reasons = _reasons(by_rule.get("deny"))
+        except _NotAReasonSet:
+            why = "`deny` must be a set of reasons (`deny contains msg if ...`)"
+            _failed(policy, why, decisions, failed)
+            continue
         patch = by_rule.get("patch")
         if patch is not None and not (
             isinstance(patch, dict) and all(isinstance(key, str) for key in patch)
@@ -245,10 +257,21 @@ def _failed(policy: CompiledPolicy, why: str, decisions: list[Decision], failed:
         failed.append(f"Policy {policy.name!r} failed to evaluate: {why}")
 
 
+def _json_value(value: Any) -> Any:
+    """A Rego value as JSON: sets become sorted arrays."""
+    if isinstance(value, set | frozenset):
+        return sorted((_json_value(v) for v in value), key=orjson.dumps)
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    return value
+
+
 def apply_patch(body: dict[str, Any], patch: Mapping[str, Any]) -> None:
     """Set each patched field; a null value removes the field."""
     for key, value in patch.items():
         if value is None:
             body.pop(key, None)
         else:
-            body[key] = value
+            body[key] = _json_value(value)

@@ -12,6 +12,7 @@ from typing import Any
 
 from extproc.auth import Principal
 from extproc.routes import EndpointRoutes
+from extproc.tool_calls import offered_tool_names
 
 
 def request_document(
@@ -25,6 +26,9 @@ def request_document(
     return {
         "stage": "request",
         "request": body,
+        # Every tool the request offers, whatever its form (function and custom tools,
+        # the deprecated `functions`): block tools by these names.
+        "tool_names": offered_tool_names(body),
         "key": {
             "id": principal.key_id,
             "project": principal.project,

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Final, Protocol
 
 import grpc
+import orjson
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ext
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_grpc
 
@@ -30,7 +31,6 @@ from extproc.completion_watch import (
     MAX_RECORDED_CALLS,
     ResponseCheck,
     StreamWatch,
-    ToolCall,
     read_completion,
 )
 from extproc.envoy_messages import (
@@ -65,6 +65,7 @@ from extproc.policies import Decision, apply_patch, evaluate
 from extproc.policy_input import request_document
 from extproc.records import RequestRecord
 from extproc.routes import EndpointRoutes, RouteTableHolder, Target
+from extproc.tool_calls import ToolCall
 
 log = logging.getLogger("weir.extproc")
 
@@ -393,12 +394,13 @@ class Exchange:
         breaks the request is the policy's fault (500 policy_error), not the client's."""
         apply_patch(body, patch)
         try:
+            orjson.dumps(body)
             return chat_completions.check(endpoint, body)
-        except GatewayError as error:
+        except (GatewayError, orjson.JSONEncodeError) as error:
             patchers = [d.policy for d in self.decisions if d.patched]
             raise PolicyFailed(
                 f"The request as patched by policy {', '.join(patchers)} is not valid: "
-                f"{error.message}"
+                f"{error.message if isinstance(error, GatewayError) else error}"
             ) from None
 
     # --- response -------------------------------------------------------------------------
@@ -408,36 +410,33 @@ class Exchange:
             message, ":status", "content-type", "content-encoding"
         )
         self.status = int(status) if status.isdigit() else 0
-        if encoding and encoding.strip().lower() != b"identity" and self.routed is not None:
-            if self.check is not None and self.status == 200:
+        common = ext.CommonResponse(header_mutation=header_mutation(self.correlation_headers()))
+        headers = ext.HeadersResponse(response=common)
+        # An answer (2xx) to a routed request; the provider's errors pass as they are.
+        answer = self.routed is not None and 200 <= self.status < 300
+        if not answer:
+            if content_type.lower().startswith(b"text/event-stream"):
+                return ext.ProcessingResponse(
+                    response_headers=headers, mode_override=STREAM_RESPONSE_MODE
+                )
+            return ext.ProcessingResponse(response_headers=headers)
+        if encoding and encoding.strip().lower() != b"identity":
+            if self.check is not None:
                 # Never let an answer that response policies must see through unseen.
                 raise UpstreamUnreadable(
                     "The provider answered with Content-Encoding "
                     f"'{encoding.decode('latin-1')[:40]}', which Weir cannot inspect; "
                     "the response policies of this endpoint need the answer uncompressed."
                 )
-            return ext.ProcessingResponse(
-                response_headers=ext.HeadersResponse(
-                    response=ext.CommonResponse(
-                        header_mutation=header_mutation(self.correlation_headers())
-                    )
-                )
-            )
-        common = ext.CommonResponse(header_mutation=header_mutation(self.correlation_headers()))
-        headers = ext.HeadersResponse(response=common)
-        if content_type.startswith(b"text/event-stream"):
+            return ext.ProcessingResponse(response_headers=headers)
+        media_type = content_type.split(b";", 1)[0].strip().lower()
+        if media_type == b"text/event-stream":
             # Stream the body through chunk by chunk: never buffer an SSE response.
-            if self.status == 200 and self.routed is not None:
-                self.watch = StreamWatch(self.check)
+            self.watch = StreamWatch(self.check)
             return ext.ProcessingResponse(
                 response_headers=headers, mode_override=STREAM_RESPONSE_MODE
             )
-        if (
-            self.status == 200
-            and self.routed is not None
-            and (self.check is not None or self.may_call_tools)
-            and content_type.startswith(b"application/json")
-        ):
+        if self.check is not None or (self.may_call_tools and media_type.endswith(b"json")):
             # The answer may hold tool calls (recorded) or meet response policies: it
             # comes whole, and is checked before any of it reaches the client.
             self.buffered = True
@@ -453,13 +452,18 @@ class Exchange:
         if watch is not None:
             replacement = watch.feed(message.body, message.end_of_stream)
             if len(watch.pending) > MAX_SSE_EVENT_BYTES:
-                # Not SSE after all (no event ends): stop following, pass the rest on.
-                self.watch = None
-                self.tool_calls = watch.tool_calls()
-                if watch.check is not None:  # it held these back: they go on now
-                    replacement = (replacement or b"") + b"".join(watch.held) + watch.pending
-            if message.end_of_stream or watch.blocked:
-                self.tool_calls = watch.tool_calls()
+                if watch.check is not None:
+                    # An event too large to be SSE: what policies cannot read, they
+                    # cannot allow. The stream ends here.
+                    replacement = (replacement or b"") + watch.abort(
+                        UpstreamUnreadable(
+                            f"The provider sent a stream event over {MAX_SSE_EVENT_BYTES} "
+                            "bytes, which the response policies of this endpoint cannot "
+                            "check; the stream was stopped."
+                        )
+                    )
+                else:  # not SSE after all: stop following, keep passing it through
+                    self.watch = None
             if replacement is None:
                 return CONTINUE_RESPONSE_BODY
             return body_replacement(replacement)
@@ -468,13 +472,22 @@ class Exchange:
             completion = read_completion(message.body)
             if completion is not None:
                 self.tool_calls = completion.calls
-                if self.check is not None:
-                    self.check.run(
-                        completion.choices, completion.calls, completion.usage, complete=True
+            if self.check is not None:
+                if completion is None:
+                    raise UpstreamUnreadable(
+                        "The provider's answer is not a chat completion Weir can read, and "
+                        "the response policies of this endpoint must check it."
                     )
+                self.check.run(
+                    completion.choices, completion.calls, completion.usage, complete=True
+                )
         return CONTINUE_RESPONSE_BODY
 
     # --- the record -----------------------------------------------------------------------
+
+    def recorded_calls(self) -> list[ToolCall]:
+        """The model's tool calls, also when the stream was cut short."""
+        return self.watch.tool_calls() if self.watch is not None else self.tool_calls
 
     def record(self) -> RequestRecord | None:
         """The request's record, once the exchange is over; None for what is not an API
@@ -503,7 +516,7 @@ class Exchange:
             properties=self.properties,
             error_code=self.error_code,
             policy_decisions=[decision.as_record() for decision in self.decisions],
-            tool_calls=[call.as_record() for call in self.tool_calls[:MAX_RECORDED_CALLS]],
+            tool_calls=[call.as_record() for call in self.recorded_calls()[:MAX_RECORDED_CALLS]],
         )
 
 

@@ -37,9 +37,7 @@ class SSEDecoder:
         # scanning again: the work stays linear in the stream, however long an event.
         scan_from = max(0, len(self._tail) - 3)
         for match in _EVENT_END.finditer(buffer, scan_from):
-            events.append(
-                (buffer[start : match.end()], _parse_event(buffer[start : match.start()]))
-            )
+            events.append((buffer[start : match.end()], parse_event(buffer[start : match.start()])))
             start = match.end()
         self._tail = buffer[start:]
         return events
@@ -55,7 +53,7 @@ class SSEDecoder:
         return self._tail
 
 
-def _parse_event(raw: bytes) -> Event | None:
+def parse_event(raw: bytes) -> Event | None:
     data: list[bytes] = []
     name = "message"
     for line in _LINE.split(raw):

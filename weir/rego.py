@@ -43,6 +43,15 @@ _RVM_NAME_ERRORS: Final = re.compile(
     r"Unknown function|Undefined variable|is unsafe|used before definition"
 )
 _EMPTY_INPUT: Final = "{}"
+_ECHOED_VALUE: Final = re.compile(r"Got `.*?` instead", re.DOTALL)
+_LONG_QUOTE: Final = re.compile(r"`[^`]{41,}`")
+MAX_MESSAGE_CHARS: Final = 300
+RESERVED_PACKAGE: Final = "data.weir_internal"
+# Builtins regorus accepts but cannot honour in-process: a policy relying on them would
+# silently never decide (http.send evaluates to undefined).
+_UNAVAILABLE_BUILTINS: Final = {
+    "http.send": "Weir evaluates policies in-process and makes no network calls from them"
+}
 
 
 class RegoError(Exception):
@@ -89,7 +98,16 @@ class RegoCompileError(RegoError):
 
 
 class RegoEvalError(RegoError):
-    """A rule raised an error while being evaluated (e.g. a builtin given a bad value)."""
+    """A rule raised an error while being evaluated (e.g. a builtin given a bad value).
+
+    The engine quotes the offending value ("Got `[...]` instead"); that value comes from
+    a request or an answer (a prompt, tool arguments), so it is cut out: the message goes
+    to logs, records and the client."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None):
+        message = _ECHOED_VALUE.sub("Got a value of another type instead", message)
+        message = _LONG_QUOTE.sub("`...`", message)[:MAX_MESSAGE_CHARS]
+        super().__init__(message, line, column)
 
 
 def _root_name(ref: Mapping[str, Any]) -> str | None:
@@ -121,6 +139,37 @@ def rule_names(engine: regorus.Engine) -> dict[str, frozenset[str]]:
             if name:
                 names.add(name)
     return {package: frozenset(names) for package, names in found.items()}
+
+
+def _dotted(ref: Any) -> str | None:
+    """`http.send` of a call's function reference."""
+    if not isinstance(ref, Mapping):
+        return None
+    if "Var" in ref:
+        value = ref["Var"].get("value")
+        return value if isinstance(value, str) else None
+    if "RefDot" in ref:
+        base = _dotted(ref["RefDot"].get("refr"))
+        field = ref["RefDot"].get("field")
+        if base is not None and isinstance(field, list) and len(field) == 2:
+            return f"{base}.{field[1]}"
+    return None
+
+
+def _calls(node: Any) -> Iterable[tuple[str, int, int]]:
+    """(function name, line, column) of every call in an AST."""
+    if isinstance(node, Mapping):
+        call = node.get("Call")
+        if isinstance(call, Mapping):
+            name = _dotted(call.get("fcn"))
+            span = call.get("span") or {}
+            if name is not None:
+                yield name, int(span.get("line", 0)), int(span.get("col", 0))
+        for value in node.values():
+            yield from _calls(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _calls(value)
 
 
 def module_package(source: str) -> str | None:
@@ -165,8 +214,11 @@ class Bundle:
         # regorus' eval_rule refuses partial object rules (`patch.model := ...`). A query
         # would do, at twice the cost per request; a complete rule equal to the path
         # costs one module, once.
-        alias = f"weir_internal_eval.v{len(self._aliases)}"
-        self.engine.add_policy(f"{alias}.rego", f"package {alias}\n\nvalue := {path}\n")
+        alias = f"{RESERVED_PACKAGE.removeprefix('data.')}.v{len(self._aliases)}"
+        try:
+            self.engine.add_policy(f"{alias}.rego", f"package {alias}\n\nvalue := {path}\n")
+        except RuntimeError as error:
+            raise RegoEvalError.from_engine(error) from None
         self._aliases[path] = f"data.{alias}.value"
         return self.value(path)
 
@@ -198,6 +250,15 @@ def compile_module(filename: str, source: str, entry_rules: Iterable[str] = ()) 
         package = str(bundle.engine.add_policy(filename, source))
     except RuntimeError as error:
         raise RegoCompileError.from_engine(error) from None
+    if package == RESERVED_PACKAGE or package.startswith(RESERVED_PACKAGE + "."):
+        raise RegoCompileError(
+            f"the package {package.removeprefix('data.')} is reserved for Weir; use another", 1, 1
+        )
+    for name, line, column in _calls(orjson.loads(bundle.engine.get_ast_as_json())):
+        if name in _UNAVAILABLE_BUILTINS:
+            raise RegoCompileError(
+                f"{name} is not available: {_UNAVAILABLE_BUILTINS[name]}", line, column
+            )
     rules = rule_names(bundle.engine).get(package, frozenset())
     entries = [rule for rule in entry_rules if rule in rules]
     paths = [f"{package}.{rule}" for rule in entries]

@@ -106,6 +106,28 @@ def test_the_quickstart_policy_refuses_a_blocked_tool_before_the_model_is_called
     assert decisions["request-rules"]["result"] == "allow"
 
 
+@pytest.mark.parametrize(
+    "offer",
+    [
+        {"functions": [{"name": "delete_everything", "parameters": {}}]},
+        {"tools": [{"type": "custom", "custom": {"name": "delete_everything"}}]},
+    ],
+    ids=["deprecated-functions", "custom-tool"],
+)
+def test_the_blocked_tool_is_refused_in_every_form_it_can_be_offered(
+    stack: WeirUp, offer: dict[str, Any]
+) -> None:
+    before = mock_requests(stack)
+    response = httpx.post(
+        f"{stack.endpoint()}/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": HI, **offer},
+        headers=stack.auth,
+    )
+    assert response.status_code == 403, response.text
+    assert "delete_everything" in response.json()["error"]["message"]
+    assert mock_requests(stack) == before
+
+
 def test_a_streamed_request_is_refused_the_same_way(stack: WeirUp, client: openai.OpenAI) -> None:
     before = mock_requests(stack)
     with pytest.raises(openai.PermissionDeniedError):
@@ -311,7 +333,12 @@ def test_a_streamed_final_message_that_breaks_a_policy_ends_with_an_error_event(
         **{"X-Mock-Behavior": "echo"},
     )
     assert status == 200
-    assert b'"content":"launch' in raw or b"launch" in raw  # the text went out as it came
+    text = b"".join(
+        json.loads(event[len(b"data: ") :])["choices"][0]["delta"].get("content", "").encode()
+        for event in raw.split(b"\n\n")
+        if event.startswith(b"data: {") and json.loads(event[len(b"data: ") :])["choices"]
+    )
+    assert text == b"the launch code"  # the text went out as it came
     assert b"[DONE]" not in raw
     assert raw.rstrip().split(b"\n\n")[-1].startswith(b"event: error\ndata: ")
 

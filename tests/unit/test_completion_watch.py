@@ -96,7 +96,9 @@ def test_text_passes_at_once_and_an_allowed_tool_call_is_released_when_complete(
     assert [c.as_record() for c in watch.tool_calls()] == [
         {"name": "read_file", "arguments": '{"path":"/srv/a"}'}
     ]
-    assert [d.result for d in decisions] == ["allow", "allow"]  # the call, then the end
+    # The check of the call allowed it (not recorded: a stream checks once per call);
+    # the final check is.
+    assert [d.result for d in decisions] == ["allow"]
 
 
 def test_a_forbidden_tool_call_ends_the_stream_with_an_error_event_instead() -> None:
@@ -120,11 +122,13 @@ def test_events_split_across_chunks_anywhere_give_the_same_result(size: int) -> 
     chunks = [allowed[i : i + size] for i in range(0, len(allowed), size)]
     assert b"".join(run(StreamWatch(check()), chunks)) == allowed
 
-    denied = allowed.replace(b"/srv/x", b"/etc/x")
+    denied = b"".join([*TEXT, *call_events(0, "read_file", "/etc/x"), event({}, "stop"), DONE])
     chunks = [denied[i : i + size] for i in range(0, len(denied), size)]
     received = b"".join(run(StreamWatch(check()), chunks))
     assert received.startswith(b"".join(TEXT))
-    assert b"/etc/x" not in received.split(b"event: error")[0]
+    before_error, error, _ = received.partition(b"event: error")
+    assert error
+    assert b"/etc/x" not in before_error
 
 
 def test_of_parallel_calls_each_is_checked_when_the_next_begins_or_its_json_closes() -> None:
@@ -180,3 +184,62 @@ def test_a_whole_answer_is_read_and_checked() -> None:
         check().run(secret.choices, secret.calls, secret.usage, complete=True)
     assert read_completion(b"not json") is None
     assert read_completion(b'{"error": {"message": "x"}}') is None
+
+
+def test_an_unterminated_last_event_is_checked_not_passed_unseen() -> None:
+    call = b"".join(call_events(0, "read_file", "/etc/passwd"))
+    received = b"".join(run(StreamWatch(check()), [*TEXT, call.rstrip(b"\n")]))
+    before_error, error, _ = received.partition(b"event: error")
+    assert error and b"read_file" not in before_error
+
+
+def custom_call_events(name: str, text: str) -> list[bytes]:
+    first = {"index": 0, "id": "c", "type": "custom", "custom": {"name": name, "input": ""}}
+    return [
+        event({"tool_calls": [first]}),
+        event({"tool_calls": [{"index": 0, "custom": {"input": text}}]}),
+    ]
+
+
+def watch_denying_calls(condition: str) -> StreamWatch:
+    """A StreamWatch whose one response policy denies each call `c` meeting `condition`."""
+    group = compile_policies(
+        [
+            runtime_pb2.Policy(
+                name="calls",
+                stage=runtime_pb2.Policy.STAGE_RESPONSE,
+                module="package calls\n\ndeny contains c.name if {\n"
+                f"    some c in input.response.tool_calls\n    {condition}\n}}\n",
+                endpoints=["e"],
+            )
+        ]
+    )["e"].response
+    return StreamWatch(ResponseCheck(group, {"request": {}}, "b", "m", []))
+
+
+def test_custom_tool_calls_and_the_deprecated_function_call_are_checked_too() -> None:
+    for stream in (
+        [*custom_call_events("rm", "-rf /"), event({}, "tool_calls"), DONE],
+        [
+            event({"function_call": {"name": "rm", "arguments": ""}}),
+            event({"function_call": {"arguments": '{"path": "/"}'}}),
+            event({}, "function_call"),
+            DONE,
+        ],
+    ):
+        watch = watch_denying_calls('c.name == "rm"')
+        received = b"".join(run(watch, stream))
+        before_error, error, _ = received.partition(b"event: error")
+        assert error, received
+        assert b'"rm"' not in before_error
+        assert watch.tool_calls()[0].name == "rm"
+
+
+def test_a_call_that_changes_after_it_was_allowed_is_held_and_checked_again() -> None:
+    watch = watch_denying_calls('contains(c.name, "delete")')
+    calls = call_events(0, "read_file", "/srv/a")
+    change = event({"tool_calls": [{"index": 0, "function": {"name": "_and_delete"}}]})
+    received = b"".join(run(watch, [*calls, change, event({}, "stop"), DONE]))
+    before_error, _, error = received.partition(b"event: error")
+    assert before_error == b"".join(calls)  # the allowed call went out as it was...
+    assert b"read_file_and_delete" in error  # ...and its change was checked, then refused

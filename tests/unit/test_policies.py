@@ -25,7 +25,7 @@ RESPONSE = runtime_pb2.Policy.STAGE_RESPONSE
 
 
 def policy(
-    name: str, rego: str, stage: int = REQUEST, endpoints: tuple[str, ...] = ("e"), **kw: Any
+    name: str, rego: str, stage: int = REQUEST, endpoints: tuple[str, ...] = ("e",), **kw: Any
 ) -> runtime_pb2.Policy:
     package = f"p_{name.replace('-', '_')}"
     return runtime_pb2.Policy(
@@ -187,3 +187,18 @@ def test_a_runtime_config_whose_policy_does_not_compile_is_refused_whole() -> No
     assert [p.name for p in RouteTable.compile(config).endpoint("p", "s").policies.request] == [  # type: ignore[union-attr]
         "good"
     ]
+
+
+@pytest.mark.parametrize("rego", ["default deny := false", "deny := {}", 'deny := "no"'])
+def test_a_deny_that_is_not_a_set_is_a_policy_error_not_a_denial(rego: str) -> None:
+    decisions: list[Decision] = []
+    with pytest.raises(PolicyFailed, match="`deny` must be a set of reasons"):
+        evaluate(compiled(policy("p", rego)), {"request": {}}, decisions)
+    assert decisions[0].result == "error"
+
+
+def test_a_patched_set_becomes_a_json_array() -> None:
+    outcome = evaluate(compiled(policy("p", 'patch.tags := {"b", "a"}')), {"request": {}}, [])
+    body: dict[str, Any] = {}
+    apply_patch(body, outcome.patch)
+    assert body == {"tags": ["a", "b"]}

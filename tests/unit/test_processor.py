@@ -618,3 +618,60 @@ def test_a_refused_request_is_recorded_with_its_code_and_never_the_key() -> None
     assert (record.status, record.error_code, record.key_id) == (401, "invalid_api_key", "")
     assert "Z" * 43 not in repr(record)
     assert exchange_for(TABLE).record() is None  # nothing happened: nothing to record
+
+
+def answered(table: RouteTable, **response: bytes) -> Exchange:
+    exchange = exchange_for(table)
+    exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
+    exchange.handle(body({"model": "mock-gpt", "messages": MESSAGES}))
+    exchange.handle(response_headers(**response))
+    return exchange
+
+
+def whole_body(raw: bytes) -> ext.ProcessingRequest:
+    return ext.ProcessingRequest(response_body=ext.HttpBody(body=raw, end_of_stream=True))
+
+
+def test_response_policies_see_every_2xx_answer_whatever_its_content_type() -> None:
+    for content_type in (b"application/json", b"Application/JSON; charset=utf-8", b"text/plain"):
+        exchange = exchange_for(with_response_policy())
+        exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
+        exchange.handle(body({"model": "mock-gpt", "messages": MESSAGES}))
+        reply = exchange.handle(response_headers(status=b"201", content_type=content_type))
+        assert reply.mode_override.response_body_mode == ProcessingMode.BUFFERED, content_type
+
+
+def test_a_denied_whole_answer_is_replaced_by_a_403() -> None:
+    exchange = answered(with_response_policy())
+    refusal = {"choices": [{"index": 0, "message": {"role": "assistant", "refusal": "no"}}]}
+    status, envelope = immediate_json(exchange.handle(whole_body(orjson.dumps(refusal))))
+    assert status == 403
+    assert envelope["error"]["type"] == "policy_violation"
+    record = exchange.record()
+    assert record is not None and record.policy_decisions[0]["result"] == "deny"
+
+
+def test_an_answer_policies_cannot_read_is_a_502() -> None:
+    exchange = answered(with_response_policy(), content_type=b"text/plain")
+    status, envelope = immediate_json(exchange.handle(whole_body(b"plain words")))
+    assert status == 502
+    assert envelope["error"]["code"] == "upstream_unreadable"
+
+
+def test_a_provider_error_passes_unread_even_with_response_policies() -> None:
+    exchange = exchange_for(with_response_policy())
+    exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
+    exchange.handle(body({"model": "mock-gpt", "messages": MESSAGES}))
+    assert not exchange.handle(response_headers(status=b"500")).HasField("mode_override")
+
+
+def test_a_stream_event_too_large_to_check_ends_the_stream_with_an_error_event() -> None:
+    exchange = answered(with_response_policy(), content_type=b"text/event-stream")
+    chunk = ext.ProcessingRequest(response_body=ext.HttpBody(body=b"data: " + b"x" * 600_000))
+    first = exchange.handle(chunk).response_body.response.body_mutation
+    assert first.clear_body  # held while it might still be one event
+    second = exchange.handle(chunk).response_body.response.body_mutation
+    assert second.body.startswith(b"event: error\ndata: ")
+    assert b"upstream_unreadable" in second.body
+    third = exchange.handle(chunk).response_body.response.body_mutation
+    assert third.clear_body  # nothing more after the error

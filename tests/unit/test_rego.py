@@ -90,3 +90,23 @@ def test_rule_names_lists_every_rule_of_every_package() -> None:
         "package r\n\ndefault allow := false\nallow if true\nf(x) := x\ntest_f if f(1) == 1\n",
     )
     assert rule_names(module.bundle.engine) == {"data.r": frozenset({"allow", "f", "test_f"})}
+
+
+def test_http_send_and_weirs_own_packages_are_refused_at_compile_time() -> None:
+    with pytest.raises(RegoCompileError, match=r"http\.send is not available") as raised:
+        compile_module(
+            "h.rego", 'package h\n\ndeny contains r if {\n r := http.send({"url": "u"})\n}\n'
+        )
+    assert raised.value.line == 4
+    with pytest.raises(RegoCompileError, match="reserved"):
+        compile_module("w.rego", "package weir_internal.x\n\ndeny contains 1 if false\n")
+
+
+def test_values_the_engine_quotes_in_an_error_are_cut_out() -> None:
+    module = compile_module(
+        "c.rego", 'package c\n\ndeny contains "x" if contains(input.m, "drop")\n', ("deny",)
+    )
+    with pytest.raises(RegoEvalError) as raised:
+        module.evaluate("deny", {"m": [{"text": "my SSN is 078-05-1120"}]})
+    assert "078-05-1120" not in str(raised.value)
+    assert "`contains` expects string argument" in str(raised.value)

@@ -37,3 +37,8 @@ def test_a_policy_change_changes_the_revision() -> None:
     before = translate(config(PolicyResource("a", "request", "package a", "data.a")), {})
     after = translate(config(PolicyResource("a", "request", "package a\n", "data.a")), {})
     assert before.revision != after.revision
+
+
+def test_a_policy_for_every_endpoint_of_a_config_without_endpoints_is_left_out() -> None:
+    empty = ConfigSet(policies=(PolicyResource("a", "request", "package a", "data.a"),))
+    assert list(translate(empty, {}).policies) == []
