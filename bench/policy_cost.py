@@ -28,11 +28,12 @@ if str(REPO_ROOT) not in sys.path:  # run as a script: bench/ is not a package
 from controlplane.source_files import load_directory  # noqa: E402
 from controlplane.translate_runtime import translate  # noqa: E402
 from extproc.auth import Principal  # noqa: E402
-from extproc.completion_watch import ResponseCheck, ToolCall  # noqa: E402
+from extproc.completion_watch import ResponseCheck  # noqa: E402
 from extproc.errors import PolicyDenied  # noqa: E402
 from extproc.policies import Decision, compile_policies, evaluate  # noqa: E402
 from extproc.policy_input import request_document  # noqa: E402
 from extproc.routes import RouteTable  # noqa: E402
+from extproc.tool_calls import ToolCall  # noqa: E402
 from weir.config.v1 import runtime_pb2  # noqa: E402
 
 TARGET_P50_US = 100.0
@@ -149,7 +150,8 @@ def measure(config_dir: Path, runs: int) -> list[Case]:
         ]
     )["demo-chat"].response
     document = request_document(body, principal, endpoint, {}, "req-1", "session-1")
-    call = ToolCall(0, 0, "call_1", "read_file", ['{"path": "/srv/data/reports/q3.pdf"}'], True)
+    call = ToolCall(0, 0, id="call_1", name="read_file")
+    call.add_arguments('{"path": "/srv/data/reports/q3.pdf"}')
     decisions: list[Decision] = []
     check = ResponseCheck(response_policies, document, "mock", "mock-gpt-mini", decisions)
 
