@@ -59,6 +59,11 @@ from weir.supervisor import up_argv
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 PROMPT = "Hello, how are you?"
+# Personal data the quickstart's demo/chat tags; echoed back, so Weir restores a stream.
+PII_PROMPT = (
+    "My name is Jan Kowalski, PESEL 44051401359, e-mail jan.kowalski@example.com, "
+    "phone +48 601 234 567. Please confirm my details."
+)
 READY_LINE = "Weir is ready."
 DEFAULT_CONFIG = "examples/quickstart"
 CLIENT_DESCRIPTION = (
@@ -386,12 +391,14 @@ class Target:
     model: str
     key: str = ""  # Weir's API key; the mock takes none
 
-    def chat(self, *, stream: bool = False, headers: dict[str, str] | None = None) -> bytes:
+    def chat(
+        self, *, stream: bool = False, headers: dict[str, str] | None = None, prompt: str = PROMPT
+    ) -> bytes:
         if self.key:
             headers = {**(headers or {}), "Authorization": f"Bearer {self.key}"}
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": "user", "content": PROMPT}],
+            "messages": [{"role": "user", "content": prompt}],
         }
         if stream:
             body["stream"] = True
@@ -710,11 +717,16 @@ def latency_c1(targets: Sequence[Target], requests: int, warmup: int) -> list[Ta
 
 
 def streams_c1(
-    targets: Sequence[Target], streams: int, warmup: int, tpot_ms: float
+    targets: Sequence[Target],
+    streams: int,
+    warmup: int,
+    tpot_ms: float,
+    prompt: str = PROMPT,
+    extra_headers: dict[str, str] | None = None,
 ) -> tuple[list[Tally], list[Tally]]:
     """Streamed requests one at a time: (time to first token, total stream time)."""
-    headers = {"X-Mock-TTFT-Ms": "0", "X-Mock-TPOT-Ms": f"{tpot_ms:g}"}
-    payloads = [t.chat(stream=True, headers=headers) for t in targets]
+    headers = {"X-Mock-TTFT-Ms": "0", "X-Mock-TPOT-Ms": f"{tpot_ms:g}", **(extra_headers or {})}
+    payloads = [t.chat(stream=True, headers=headers, prompt=prompt) for t in targets]
     conns = [BlockingConnection(t.port) for t in targets]
     ttft = [Tally() for _ in targets]
     total = [Tally() for _ in targets]
@@ -1032,13 +1044,27 @@ def benchmark(settings: Settings, stack: Stack) -> tuple[list[Section], dict[str
     tp = throughput(targets, s.concurrency, s.duration, stack.parts)
     progress(f"streams, c=1: {s.stream_warmup} + {s.streams} per target, TPOT {s.tpot_ms:g} ms")
     ttft, total = streams_c1(targets, s.streams, s.stream_warmup, s.tpot_ms)
+    progress(f"streams with personal data, echoed (Weir restores them): {s.streams} per target")
+    pii_ttft, pii_total = streams_c1(
+        targets,
+        s.streams,
+        s.stream_warmup,
+        s.tpot_ms,
+        prompt=PII_PROMPT,
+        extra_headers={"X-Mock-Behavior": "echo"},
+    )
 
     c1s = [summary_ms(t.samples_ns) for t in c1]
     tps = [summary_ms(t.samples_ns) for t in tp.tallies]
     ttfts = [summary_ms(t.samples_ns) for t in ttft]
     totals = [summary_ms(t.samples_ns) for t in total]
+    pii_ttfts = [summary_ms(t.samples_ns) for t in pii_ttft]
+    pii_totals = [summary_ms(t.samples_ns) for t in pii_total]
     c = s.concurrency
-    errors = [sum(sum(t.errors.values()) for t in (c1[k], tp.tallies[k], ttft[k])) for k in (0, 1)]
+    errors = [
+        sum(sum(t.errors.values()) for t in (c1[k], tp.tallies[k], ttft[k], pii_ttft[k]))
+        for k in (0, 1)
+    ]
 
     def row(key: str, label: str, stats: list[dict[str, float]], stat: str) -> Row:
         return Row(key, label, "ms", stats[0][stat], stats[1][stat])
@@ -1087,6 +1113,15 @@ def benchmark(settings: Settings, stack: Stack) -> tuple[list[Section], dict[str
             ],
         ),
         Section(
+            f"streamed with personal data in the prompt, echoed back (Weir tags it upstream "
+            f"and restores the stream), {s.streams} streams per target",
+            [
+                row("pii_ttft_p50_ms", "p50 time to first token (ms)", pii_ttfts, "p50"),
+                row("pii_ttft_p99_ms", "p99 time to first token (ms)", pii_ttfts, "p99"),
+                row("pii_total_p50_ms", "p50 total stream time (ms)", pii_totals, "p50"),
+            ],
+        ),
+        Section(
             "all phases",
             [Row("errors", "errors, all phases", "count", errors[0], errors[1], "count")],
         ),
@@ -1100,6 +1135,7 @@ def benchmark(settings: Settings, stack: Stack) -> tuple[list[Section], dict[str
         },
         "stream_ttft_ms": dict(zip(TARGET_NAMES, ttfts, strict=True)),
         "stream_total_ms": dict(zip(TARGET_NAMES, totals, strict=True)),
+        "pii_stream_ttft_ms": dict(zip(TARGET_NAMES, pii_ttfts, strict=True)),
         "cpu_percent_of_one_core": {
             name: {
                 key: tp.cpu.percent(name, key)
@@ -1108,7 +1144,12 @@ def benchmark(settings: Settings, stack: Stack) -> tuple[list[Section], dict[str
             for name in TARGET_NAMES
         },
         "errors": {
-            name: dict(sum((t.errors for t in (c1[k], tp.tallies[k], ttft[k])), Counter[str]()))
+            name: dict(
+                sum(
+                    (t.errors for t in (c1[k], tp.tallies[k], ttft[k], pii_ttft[k])),
+                    Counter[str](),
+                )
+            )
             for k, name in enumerate(TARGET_NAMES)
         },
     }

@@ -1,4 +1,4 @@
-"""Keep the ApiKeySet served over xDS in step with the key store.
+"""Keep the ApiKeySet (and the project settings) served over xDS in step with the store.
 
 Any process may change the store (the CLI, the management API), so the watcher polls the
 store's revision, one integer, every `interval_s`; a change in this process (`notify`)
@@ -16,8 +16,10 @@ from controlplane.api_keys import now_ms
 from controlplane.cache import SnapshotCache
 from controlplane.errors import KeyStoreError
 from controlplane.keystore import KeyStore
-from controlplane.snapshot import KEYS
+from controlplane.settings_store import SettingsStore
+from controlplane.snapshot import KEYS, SETTINGS
 from controlplane.translate_keys import key_resources
+from controlplane.translate_settings import settings_resources
 
 log = logging.getLogger("weir.controlplane.keys")
 
@@ -28,8 +30,15 @@ REFRESH_S = 60.0
 
 
 class KeyWatcher:
-    def __init__(self, store: KeyStore, cache: SnapshotCache, interval_s: float = 0.1) -> None:
+    def __init__(
+        self,
+        store: KeyStore,
+        cache: SnapshotCache,
+        interval_s: float = 0.1,
+        settings: SettingsStore | None = None,
+    ) -> None:
         self._store = store
+        self._settings = settings
         self._cache = cache
         self._interval = interval_s
         self._wake = asyncio.Event()
@@ -49,6 +58,12 @@ class KeyWatcher:
         if current is None or current.version != resources.version:
             self._cache.set_independent(KEYS, resources)
             log.info("API keys %s published (%d keys)", resources.version, len(keys))
+        if self._settings is not None:
+            settings = settings_resources(self._settings.all_pii())
+            current = self._cache.independent(SETTINGS)
+            if current is None or current.version != settings.version:
+                self._cache.set_independent(SETTINGS, settings)
+                log.info("project settings %s published", settings.version)
         self.revision = revision
         self.loaded.set()
 

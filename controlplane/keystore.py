@@ -112,6 +112,21 @@ class SqliteKeyStore:
         self._lock = threading.Lock()
 
     @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write to the store (any of its tables): it bumps the store's revision, which
+        the control plane polls to publish keys and project settings."""
+        with self._write() as db:
+            yield db
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """Rows of a read. Raises KeyStoreUnavailable."""
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as error:
+                raise KeyStoreUnavailable(f"the key store {self.path} failed: {error}") from None
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             try:

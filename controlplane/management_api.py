@@ -26,6 +26,7 @@ from starlette.routing import Route
 from controlplane.api_keys import KEY_PATTERN, SCOPES, StoredKey, key_hash, now_ms
 from controlplane.errors import KeyNotFound, KeyStoreError, KeyStoreUnavailable
 from controlplane.keystore import KeyStore
+from controlplane.settings_store import SettingsInvalid, SettingsStore
 
 __all__ = ["MAX_BODY_BYTES", "APIError", "create_app"]
 
@@ -212,9 +213,15 @@ async def _read_object(request: Request) -> dict[str, object]:
 
 
 class _ManagementAPI:
-    def __init__(self, store: KeyStore, on_change: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        store: KeyStore,
+        on_change: Callable[[], None],
+        settings: SettingsStore | None = None,
+    ) -> None:
         self.store = store
         self.on_change = on_change
+        self.settings = settings
 
     def _changed(self) -> None:
         try:
@@ -333,6 +340,32 @@ class _ManagementAPI:
         body_out = {**new.public(now_ms()), "key": key, "replaces": stored.id}
         return _json(201, body_out, {"Cache-Control": "no-store"})
 
+    def _settings_store(self) -> SettingsStore:
+        if self.settings is None:
+            raise APIError(404, "Settings are not served here.", code="unknown_url")
+        return self.settings
+
+    async def get_pii_settings(self, request: Request, caller: StoredKey) -> Response:
+        current = await _call_store(self._settings_store().pii, caller.project)
+        return _json(
+            200, {"object": "settings.pii", "project": caller.project, **current.as_json()}
+        )
+
+    async def patch_pii_settings(self, request: Request, caller: StoredKey) -> Response:
+        store = self._settings_store()
+        body = await _read_object(request)
+        current = await _call_store(store.pii, caller.project)
+        try:
+            updated = current.patched(body)
+        except SettingsInvalid as error:
+            raise _bad(None, f"Invalid PII settings: {error}.", "invalid_settings") from None
+        await _call_store(store.set_pii, caller.project, updated, now_ms())
+        self._changed()
+        log.info("PII settings of project %s changed by %s", caller.project, caller.id)
+        return _json(
+            200, {"object": "settings.pii", "project": caller.project, **updated.as_json()}
+        )
+
 
 async def _healthz(request: Request) -> Response:
     return _json(200, {"status": "ok"})
@@ -354,14 +387,20 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error.response()
 
 
-def create_app(store: KeyStore, on_change: Callable[[], None]) -> Starlette:
-    """The management API as an ASGI app over `store`; `on_change()` follows every write."""
-    api = _ManagementAPI(store, on_change)
+def create_app(
+    store: KeyStore, on_change: Callable[[], None], settings: SettingsStore | None = None
+) -> Starlette:
+    """The management API as an ASGI app over `store` (and the project `settings`);
+    `on_change()` follows every write."""
+    api = _ManagementAPI(store, on_change, settings)
     routes = [
         Route("/healthz", _healthz, methods=["GET"]),
         api.route("/v1/keys", {"GET": api.list_keys, "POST": api.create_key}),
         api.route("/v1/keys/{key_id}", {"GET": api.get_key, "DELETE": api.revoke_key}),
         api.route("/v1/keys/{key_id}/rotate", {"POST": api.rotate_key}),
+        api.route(
+            "/v1/settings/pii", {"GET": api.get_pii_settings, "PATCH": api.patch_pii_settings}
+        ),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.router.redirect_slashes = False  # an API answers `/v1/keys/` with 404, not a redirect

@@ -70,6 +70,7 @@ class Endpoint:
     slug: str
     models: tuple[ModelAlias, ...]
     source_file: str = ""
+    pii_policy: str | None = None  # a PIIPolicy name
 
 
 POLICY_STAGES = ("request", "response")
@@ -92,12 +93,26 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class PIIPolicy:
+    """What ext_proc does with personal data (weir.dev/v1alpha1 PIIPolicy)."""
+
+    name: str
+    action: str = "anonymize"  # anonymize | block | flag
+    entity_types: tuple[str, ...] = ()  # empty = every type
+    art9_detect: bool = True
+    art9_action: str = "flag"  # flag | block | ignore
+    restore_responses: bool = True
+    source_file: str = ""
+
+
+@dataclass(frozen=True)
 class ConfigSet:
     """Every accepted resource of one consistent load."""
 
     backends: tuple[Backend, ...] = ()
     endpoints: tuple[Endpoint, ...] = ()
     policies: tuple[Policy, ...] = ()
+    pii_policies: tuple[PIIPolicy, ...] = ()
 
     def backend(self, name: str) -> Backend | None:
         for b in self.backends:

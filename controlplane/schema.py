@@ -22,6 +22,7 @@ import copy
 from typing import Any, Final
 
 from controlplane.model import API_VERSION
+from weir.pii_types import ART9_ACTIONS, ENTITY_TYPES, PII_ACTIONS
 
 JSONSchema = dict[str, Any]
 
@@ -308,6 +309,12 @@ ENDPOINT_SPEC_SCHEMA: Final[JSONSchema] = _obj(
             "description": "The models clients of this endpoint may request; names must be unique.",
             "items": MODEL_ALIAS_SCHEMA,
         },
+        "piiPolicy": _str(
+            "The name of the PIIPolicy applied to this endpoint's requests and answers; "
+            "omit it for none.",
+            NAME_PATTERN,
+            maxLength=63,
+        ),
     },
     required=["project", "slug", "models"],
 )
@@ -361,12 +368,64 @@ POLICY_SCHEMA: Final[JSONSchema] = _resource(
     POLICY_SPEC_SCHEMA,
 )
 
+# --- PIIPolicy --------------------------------------------------------------------------------
+
+PII_POLICY_SPEC_SCHEMA: Final[JSONSchema] = _obj(
+    "What ext_proc does with personal data in the requests of the endpoints that name this "
+    "policy (Endpoint spec.piiPolicy).",
+    {
+        "action": _str(
+            "anonymize (the default): each value becomes a tag such as <PERSON_1> before the "
+            "provider sees it, and answers are restored; block: 403 pii_blocked naming the "
+            "types found; flag: forward unchanged and record the types found.",
+            enum=list(PII_ACTIONS),
+            default="anonymize",
+        ),
+        "entityTypes": {
+            "type": "array",
+            "description": "The types detected; omit for all of them.",
+            "items": _str("A personal-data type.", enum=list(ENTITY_TYPES)),
+        },
+        "art9": _obj(
+            "GDPR Art. 9 special categories (health, religion or belief, ethnic origin, "
+            "political opinion, trade-union membership, sex life or orientation, genetic and "
+            "biometric data): topics, never tagged.",
+            {
+                "detect": {
+                    "type": "boolean",
+                    "default": True,
+                    "description": "Whether to look for them at all.",
+                },
+                "action": _str(
+                    "flag (the default): record the categories found; block: 403 pii_blocked; "
+                    "ignore: do nothing.",
+                    enum=list(ART9_ACTIONS),
+                    default="flag",
+                ),
+            },
+        ),
+        "restoreResponses": {
+            "type": "boolean",
+            "default": True,
+            "description": "Replace the tags in answers (streams included) by the original "
+            "values; false leaves the tags in.",
+        },
+    },
+)
+
+PII_POLICY_SCHEMA: Final[JSONSchema] = _resource(
+    "PIIPolicy",
+    "A PIIPolicy: detection of personal data and what to do with it.",
+    PII_POLICY_SPEC_SCHEMA,
+)
+
 # --- registry ---------------------------------------------------------------------------------
 
 KINDS: Final[dict[str, JSONSchema]] = {
     "Backend": BACKEND_SCHEMA,
     "Endpoint": ENDPOINT_SCHEMA,
     "Policy": POLICY_SCHEMA,
+    "PIIPolicy": PII_POLICY_SCHEMA,
 }
 """Every kind this version understands, to the JSON Schema of the whole resource."""
 

@@ -31,6 +31,7 @@ from controlplane.keystore import SqliteKeyStore
 from controlplane.management_api import create_app
 from controlplane.model import ConfigSet
 from controlplane.publisher import Publisher, generate
+from controlplane.settings_store import SettingsStore
 from controlplane.source_files import DirectorySource
 from controlplane.status import XdsStatus
 
@@ -84,6 +85,7 @@ class ControlPlane:
         self.failed = False
         self.store: SqliteKeyStore | None = None
         self.keys: KeyWatcher | None = None
+        self.project_settings: SettingsStore | None = None
         self.management: uvicorn.Server | None = None
 
     async def apply(self, result: ConfigSet | ConfigInvalid) -> None:
@@ -126,14 +128,15 @@ class ControlPlane:
     def _open_keys(self) -> KeyWatcher:
         """Raises KeyStoreError when the store cannot be opened or read."""
         self.store = SqliteKeyStore(self.settings.store_path)
-        self.keys = KeyWatcher(self.store, self.cache)
+        self.project_settings = SettingsStore(self.store)
+        self.keys = KeyWatcher(self.store, self.cache, settings=self.project_settings)
         self.keys.load()
         return self.keys
 
     async def _serve_management(self, address: Address, watcher: KeyWatcher) -> None:
         assert self.store is not None
         config = uvicorn.Config(
-            create_app(self.store, watcher.notify),
+            create_app(self.store, watcher.notify, self.project_settings),
             host=address.host,
             port=address.port,
             log_level="warning",

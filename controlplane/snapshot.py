@@ -25,7 +25,7 @@ from google.protobuf.any_pb2 import Any as AnyProto
 from google.protobuf.message import Message
 
 from controlplane.errors import WeirControlPlaneError
-from weir.config.v1 import keys_pb2, runtime_pb2
+from weir.config.v1 import keys_pb2, runtime_pb2, settings_pb2
 
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
@@ -33,15 +33,16 @@ LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 RUNTIME = "type.googleapis.com/weir.config.v1.RuntimeConfig"
 KEYS = "type.googleapis.com/weir.config.v1.ApiKeySet"
+SETTINGS = "type.googleapis.com/weir.config.v1.ProjectSettingsSet"
 
 M = TypeVar("M", bound=Message)
 
 # Make-before-break: clusters, then their endpoints, then listeners, then routes;
-# ext_proc's runtime (which names clusters to route to) last. The API keys depend on
-# nothing and nothing on them.
-PUSH_ORDER: tuple[str, ...] = (CLUSTER, ENDPOINT, LISTENER, ROUTE, RUNTIME, KEYS)
+# ext_proc's runtime (which names clusters to route to) last. The API keys and the
+# project settings depend on nothing and nothing on them.
+PUSH_ORDER: tuple[str, ...] = (CLUSTER, ENDPOINT, LISTENER, ROUTE, RUNTIME, KEYS, SETTINGS)
 # Types whose responses always carry the full set (absent = deleted).
-WILDCARD_TYPES = frozenset({CLUSTER, LISTENER, RUNTIME, KEYS})
+WILDCARD_TYPES = frozenset({CLUSTER, LISTENER, RUNTIME, KEYS, SETTINGS})
 
 _MESSAGE_TYPES: Mapping[str, type[Message]] = {
     CLUSTER: cluster_pb2.Cluster,
@@ -50,6 +51,7 @@ _MESSAGE_TYPES: Mapping[str, type[Message]] = {
     ROUTE: route_pb2.RouteConfiguration,
     RUNTIME: runtime_pb2.RuntimeConfig,
     KEYS: keys_pb2.ApiKeySet,
+    SETTINGS: settings_pb2.ProjectSettingsSet,
 }
 
 

@@ -16,6 +16,16 @@ from controlplane.translate_envoy import (
 from weir.config.v1 import runtime_pb2
 
 RUNTIME_RESOURCE_NAME = "runtime"
+_PII_ACTIONS = {
+    "anonymize": runtime_pb2.PiiPolicy.ACTION_ANONYMIZE,
+    "block": runtime_pb2.PiiPolicy.ACTION_BLOCK,
+    "flag": runtime_pb2.PiiPolicy.ACTION_FLAG,
+}
+_ART9_ACTIONS = {
+    "flag": runtime_pb2.PiiPolicy.ART9_ACTION_FLAG,
+    "block": runtime_pb2.PiiPolicy.ART9_ACTION_BLOCK,
+    "ignore": runtime_pb2.PiiPolicy.ART9_ACTION_IGNORE,
+}
 _STAGES = {
     "request": runtime_pb2.Policy.STAGE_REQUEST,
     "response": runtime_pb2.Policy.STAGE_RESPONSE,
@@ -83,6 +93,7 @@ def translate(
                     )
                     for alias in endpoint.models
                 ],
+                pii_policy=endpoint.pii_policy or "",
             )
         )
     every_endpoint = [endpoint.name for endpoint in config.endpoints]
@@ -97,6 +108,17 @@ def translate(
                 package=policy.package,
                 endpoints=list(policy.endpoints) or every_endpoint,
                 fail_open=policy.fail_open,
+            )
+        )
+    for pii in sorted(config.pii_policies, key=lambda p: p.name):
+        runtime.pii_policies.append(
+            runtime_pb2.PiiPolicy(
+                name=pii.name,
+                action=_PII_ACTIONS[pii.action],
+                entity_types=list(pii.entity_types),
+                art9_detect=pii.art9_detect,
+                art9_action=_ART9_ACTIONS[pii.art9_action],
+                restore_responses=pii.restore_responses,
             )
         )
     if errors:

@@ -40,6 +40,7 @@ from controlplane.model import (
     Endpoint,
     ModelAlias,
     ModelTarget,
+    PIIPolicy,
     Policy,
     Pricing,
 )
@@ -534,11 +535,35 @@ def _check_rego(doc: _Doc, spec: Mapping[str, Any], errors: _Errors) -> str | No
     return module.package
 
 
+def _check_pii_references(docs: Sequence[_Doc], errors: _Errors, partial: bool) -> None:
+    names = {d.raw_name for d in docs if d.kind == "PIIPolicy" and d.raw_name is not None}
+    for doc in docs:
+        if not (doc.readable and doc.kind == "Endpoint"):
+            continue
+        name = _string(doc.spec(), "piiPolicy")
+        if name is not None and name not in names and not partial:
+            defined = ", ".join(sorted(names)) or "none"
+            errors.add(
+                doc, ("spec", "piiPolicy"), f"unknown PIIPolicy {name!r} (defined: {defined})"
+            )
+    for doc in docs:
+        if not (doc.readable and doc.kind == "PIIPolicy"):
+            continue
+        types = doc.spec().get("entityTypes")
+        seen: set[str] = set()
+        for i, kind in enumerate(types if isinstance(types, list) else []):
+            if isinstance(kind, str) and kind in seen:
+                errors.add(doc, ("spec", "entityTypes", i), f"{kind} is listed twice")
+            if isinstance(kind, str):
+                seen.add(kind)
+
+
 _CHECKS: Final[list[Callable[[Sequence[_Doc], _Errors, bool], None]]] = [
     _check_unique_names,
     _check_backends,
     _check_endpoints,
     _check_policies,
+    _check_pii_references,
 ]
 
 # --- conversion (only of valid documents, once every check passed) ---------------------------
@@ -598,6 +623,7 @@ def _to_endpoint(doc: _Doc) -> Endpoint:
             for alias in spec["models"]
         ),
         source_file=doc.file,
+        pii_policy=spec.get("piiPolicy"),
     )
 
 
@@ -617,10 +643,25 @@ def _to_policy(doc: _Doc) -> Policy:
     )
 
 
+def _to_pii_policy(doc: _Doc) -> PIIPolicy:
+    spec = doc.spec()
+    art9 = spec.get("art9", {})
+    return PIIPolicy(
+        name=doc.resource_name(),
+        action=spec.get("action", "anonymize"),
+        entity_types=tuple(spec.get("entityTypes", ())),
+        art9_detect=bool(art9.get("detect", True)),
+        art9_action=art9.get("action", "flag"),
+        restore_responses=bool(spec.get("restoreResponses", True)),
+        source_file=doc.file,
+    )
+
+
 _CONVERTERS: Final[dict[str, Callable[[_Doc], object]]] = {
     "Backend": _to_backend,
     "Endpoint": _to_endpoint,
     "Policy": _to_policy,
+    "PIIPolicy": _to_pii_policy,
 }
 
 # --- entry point ------------------------------------------------------------------------------
@@ -644,4 +685,5 @@ def validate_documents(docs: Sequence[tuple[str, Any]], *, partial: bool = False
         backends=tuple(r for r in resources if isinstance(r, Backend)),
         endpoints=tuple(r for r in resources if isinstance(r, Endpoint)),
         policies=tuple(r for r in resources if isinstance(r, Policy)),
+        pii_policies=tuple(r for r in resources if isinstance(r, PIIPolicy)),
     )

@@ -12,8 +12,9 @@ when `[DONE]` (or the end of the stream) arrives, before `[DONE]` is passed on.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import orjson
 
@@ -104,6 +105,12 @@ def error_event(error: GatewayError) -> bytes:
     return b"event: error\ndata: " + error.body() + b"\n\n"
 
 
+class Rewriter(Protocol):
+    """Changes events before they are followed and checked (PII restoration)."""
+
+    def rewrite(self, raw: bytes, event: Event | None) -> Iterable[tuple[bytes, Event | None]]: ...
+
+
 class StreamWatch:
     """Follows one SSE answer. Without a check it only collects the tool calls and never
     changes the stream; with one it holds tool-call events until they are checked."""
@@ -118,11 +125,13 @@ class StreamWatch:
         "finished",
         "held",
         "refusal",
+        "rewriter",
         "usage",
     )
 
-    def __init__(self, check: ResponseCheck | None) -> None:
+    def __init__(self, check: ResponseCheck | None, rewriter: Rewriter | None = None) -> None:
         self.check = check
+        self.rewriter = rewriter
         self.decoder = SSEDecoder()
         self.calls: dict[tuple[int, int], ToolCall] = {}
         self.content: dict[int, list[str]] = {}
@@ -145,14 +154,14 @@ class StreamWatch:
         if self.blocked:
             return b""
         events = self.decoder.feed_raw(chunk)
-        if self.check is None:
+        if self.check is None and self.rewriter is None:
             for _, event in events:
                 if event is not None and b"_call" in event.data:  # tool_calls, function_call
                     self._follow(event)
             return None
         out: list[bytes] = []
         for raw, event in events:
-            self._on_event(raw, event, out)
+            self._on_rewritten(raw, event, out)
             if self.blocked:
                 return b"".join(out)
         if end_of_stream:
@@ -168,9 +177,23 @@ class StreamWatch:
         self.decoder.take_pending()
         return error_event(error)
 
-    # --- with a check -----------------------------------------------------------------
+    # --- with a check or a rewriter ----------------------------------------------------
+
+    def _on_rewritten(self, raw: bytes, event: Event | None, out: list[bytes]) -> None:
+        if self.rewriter is None:
+            self._on_event(raw, event, out)
+            return
+        for new_raw, new_event in self.rewriter.rewrite(raw, event):
+            self._on_event(new_raw, new_event, out)
+            if self.blocked:
+                return
 
     def _on_event(self, raw: bytes, event: Event | None, out: list[bytes]) -> None:
+        if self.check is None:  # only rewritten: follow the calls, hold nothing
+            if event is not None and event.data != _DONE and b"_call" in event.data:
+                self._follow(event)
+            out.append(raw)
+            return
         if event is not None and event.data == _DONE:
             self._finish(out)
             if not self.blocked:
@@ -199,8 +222,8 @@ class StreamWatch:
         it is checked like the others, never passed on unseen."""
         tail = self.decoder.take_pending()
         if tail:
-            self._on_event(tail, parse_event(tail), out)
-        if not self.finished and not self.blocked:
+            self._on_rewritten(tail, parse_event(tail), out)
+        if not self.finished and not self.blocked and self.check is not None:
             self._finish(out)
 
     def _finish(self, out: list[bytes]) -> None:

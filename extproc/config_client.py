@@ -24,13 +24,15 @@ from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from extproc.auth import KeyIndex, KeyIndexHolder, KeySetInvalid
+from extproc.project_settings import ProjectSettingsHolder, ProjectSettingsIndex, SettingsInvalid
 from extproc.routes import RouteTable, RouteTableHolder, RuntimeConfigInvalid
-from weir.config.v1 import keys_pb2, runtime_pb2
+from weir.config.v1 import keys_pb2, runtime_pb2, settings_pb2
 
 log = logging.getLogger("weir.extproc.xds")
 
 RUNTIME_TYPE_URL = "type.googleapis.com/weir.config.v1.RuntimeConfig"
 KEYS_TYPE_URL = "type.googleapis.com/weir.config.v1.ApiKeySet"
+SETTINGS_TYPE_URL = "type.googleapis.com/weir.config.v1.ProjectSettingsSet"
 
 
 @dataclass
@@ -93,6 +95,21 @@ def keys_subscription(holder: KeyIndexHolder) -> Subscription:
         keys_pb2.ApiKeySet,
         apply,
         (KeySetInvalid,),
+        empty_allowed=True,
+    )
+
+
+def settings_subscription(holder: ProjectSettingsHolder) -> Subscription:
+    def apply(message: Message) -> None:
+        assert isinstance(message, settings_pb2.ProjectSettingsSet)
+        holder.index = ProjectSettingsIndex.compile(message)
+
+    return Subscription(
+        SETTINGS_TYPE_URL,
+        "project settings",
+        settings_pb2.ProjectSettingsSet,
+        apply,
+        (SettingsInvalid,),
         empty_allowed=True,
     )
 

@@ -114,6 +114,18 @@ def _response_body_mode(body_mode: int) -> processing_mode_pb2.ProcessingMode:
     return mode
 
 
+def whole_body_replacement(body: bytes) -> ext.ProcessingResponse:
+    """Answer a BUFFERED response body with another one, and its length."""
+    return ext.ProcessingResponse(
+        response_body=ext.BodyResponse(
+            response=ext.CommonResponse(
+                header_mutation=header_mutation([("content-length", str(len(body)).encode())]),
+                body_mutation=ext.BodyMutation(body=body),
+            )
+        )
+    )
+
+
 # A streamed (SSE) response goes through chunk by chunk.
 STREAM_RESPONSE_MODE = _response_body_mode(ProcessingMode.STREAMED)
 # A JSON response that must be seen whole before the client gets any of it.

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from extproc.auth import Principal
+from extproc.pii_request import PiiScan
 from extproc.routes import EndpointRoutes
 from extproc.tool_calls import offered_tool_names
 
@@ -22,6 +23,7 @@ def request_document(
     properties: Mapping[str, str],
     request_id: str,
     session_id: str,
+    pii: PiiScan | None = None,
 ) -> dict[str, Any]:
     return {
         "stage": "request",
@@ -36,9 +38,11 @@ def request_document(
         },
         "project": endpoint.project,
         "endpoint": {"name": endpoint.name, "project": endpoint.project, "slug": endpoint.slug},
-        # No ServiceTier kind exists yet, and no PII detection: both are null until then.
+        # No ServiceTier kind exists yet: null until then.
         "tier": None,
-        "pii": None,
+        # What the endpoint's PII policy found: types and counts, never values; null
+        # when the endpoint has no PII policy. `request` itself is as the client sent it.
+        "pii": None if pii is None else {"entities": pii.counts(), "art9": pii.art9_counts()},
         "properties": dict(properties),
         "request_id": request_id,
         "session_id": session_id,

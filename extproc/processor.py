@@ -45,6 +45,7 @@ from extproc.envoy_messages import (
     header_values,
     headers_and_prefixed,
     immediate,
+    whole_body_replacement,
 )
 from extproc.errors import (
     AuthenticationFailed,
@@ -61,8 +62,11 @@ from extproc.errors import (
     UnsupportedMediaType,
     UpstreamUnreadable,
 )
+from extproc.pii_request import ANONYMIZE, PiiScan, PiiSettings, copy_messages, enforce, scan
+from extproc.pii_response import SHOW_RAW_HEADER, StreamRewriter, restore_completion
 from extproc.policies import Decision, apply_patch, evaluate
 from extproc.policy_input import request_document
+from extproc.project_settings import ProjectSettingsHolder
 from extproc.records import RequestRecord
 from extproc.routes import EndpointRoutes, RouteTableHolder, Target
 from extproc.tool_calls import ToolCall
@@ -83,6 +87,7 @@ _REQUEST_HEADERS: Final = (
     "x-weir-session-id",
     "traceparent",
     "x-request-id",
+    SHOW_RAW_HEADER,
 )
 
 
@@ -103,15 +108,20 @@ class Exchange:
         "finished",
         "keys",
         "may_call_tools",
+        "pii",
+        "pii_scan",
         "principal",
         "project",
         "properties",
         "query",
         "request_id",
         "requested_model",
+        "rewriter",
         "routed",
         "routes",
         "session_id",
+        "settings",
+        "show_raw",
         "started",
         "started_at",
         "status",
@@ -123,9 +133,15 @@ class Exchange:
         "watch",
     )
 
-    def __init__(self, routes: RouteTableHolder, keys: KeyIndexHolder) -> None:
+    def __init__(
+        self,
+        routes: RouteTableHolder,
+        keys: KeyIndexHolder,
+        settings: ProjectSettingsHolder | None = None,
+    ) -> None:
         self.routes = routes
         self.keys = keys
+        self.settings = settings
         self.table = routes.table
         self.endpoint: EndpointRoutes | None = None
         self.project = ""  # from the URL; set once the URL has the endpoint shape
@@ -134,6 +150,10 @@ class Exchange:
         self.query = ""
         self.routed: chat_completions.RoutedRequest | None = None
         self.requested_model = ""  # the model the client asked for, once the body is read
+        self.show_raw = False  # X-Show-Raw-Prompt: true
+        self.pii: PiiSettings | None = None  # the endpoint's PII policy
+        self.pii_scan: PiiScan | None = None  # what it found in the request
+        self.rewriter: StreamRewriter | None = None  # how a whole answer changes
         self.may_call_tools = False  # the request offered tools (or functions)
         self.check: ResponseCheck | None = None  # the endpoint's response policies
         self.watch: StreamWatch | None = None  # an SSE answer being followed
@@ -217,6 +237,7 @@ class Exchange:
                 session,
                 traceparent,
                 request_id,
+                show_raw,
             ),
             property_headers,
         ) = headers_and_prefixed(message, _REQUEST_HEADERS, correlation.PROPERTY_PREFIX)
@@ -224,6 +245,7 @@ class Exchange:
         # Envoy's access log, Weir's records and the client all name a request alike.
         self.request_id = correlation.request_id_from(request_id)
         self.trace_id = correlation.trace_id_from(traceparent)
+        self.show_raw = show_raw.strip().lower() == b"true"
         method = raw_method.decode("latin-1")
         path, _, self.query = (raw_path or b"/").decode("latin-1").partition("?")
         table = self.table
@@ -322,6 +344,7 @@ class Exchange:
                             # Weir reads answers (tool calls, response policies): ask
                             # the provider for them uncompressed.
                             "accept-encoding",
+                            SHOW_RAW_HEADER,
                             *(name for name, _ in property_headers),
                         )
                     )
@@ -354,6 +377,9 @@ class Exchange:
             )
         model, targets = chat_completions.check(endpoint, body)
         self.requested_model = model
+        index = self.settings.index if self.settings is not None else None
+        pii = index.effective_pii(endpoint.project, endpoint.pii) if index else endpoint.pii
+        anonymized = self.find_pii(pii, body) if pii is not None else None
         policies = endpoint.policies
         if policies.request or policies.response:
             document = request_document(
@@ -363,11 +389,14 @@ class Exchange:
                 self.properties,
                 self.request_id,
                 self.session_id,
+                self.pii_scan,
             )
             if policies.request:
                 outcome = evaluate(policies.request, document, self.decisions)
                 if outcome.patch:
                     model, targets = self.apply_patch(endpoint, body, outcome.patch)
+                    if "messages" in outcome.patch and pii is not None:
+                        anonymized = self.find_pii(pii, body)
             if policies.response:
                 target = targets[0]
                 self.check = ResponseCheck(
@@ -377,6 +406,8 @@ class Exchange:
                     target.model,
                     self.decisions,
                 )
+        if anonymized is not None:
+            body["messages"] = anonymized  # the provider sees tags only
         self.may_call_tools = bool(body.get("tools") or body.get("functions"))
         routed = chat_completions.route(endpoint, body, table, self.query, model, targets)
         self.routed = routed
@@ -386,6 +417,29 @@ class Exchange:
         )
         common.body_mutation.body = routed.body
         return ext.ProcessingResponse(request_body=ext.BodyResponse(response=common))
+
+    def find_pii(self, pii: PiiSettings, body: dict[str, Any]) -> list[Any] | None:
+        """Scan the messages; the anonymized copy to send when values were tagged.
+        Raises PiiBlocked when the endpoint blocks what was found."""
+        messages = body.get("messages")
+        messages = messages if isinstance(messages, list) else []
+        anonymize = pii.action == ANONYMIZE
+        working = copy_messages(messages) if anonymize else messages
+        self.pii = pii
+        self.pii_scan = scan(working, pii)
+        enforce(self.pii_scan, pii)
+        return working if anonymize and self.pii_scan.book else None
+
+    def rewrites_answer(self) -> StreamRewriter | None:
+        """How the answer must change for PII (tags restored, the transparency object),
+        or None when it need not."""
+        pii, found = self.pii, self.pii_scan
+        if pii is None or found is None:
+            return None
+        restore = pii.action == ANONYMIZE and pii.restore and bool(found.book)
+        if not (restore or self.show_raw):
+            return None
+        return StreamRewriter(found, restore, self.show_raw)
 
     def apply_patch(
         self, endpoint: EndpointRoutes, body: dict[str, Any], patch: dict[str, Any]
@@ -420,23 +474,30 @@ class Exchange:
                     response_headers=headers, mode_override=STREAM_RESPONSE_MODE
                 )
             return ext.ProcessingResponse(response_headers=headers)
+        rewriter = self.rewrites_answer()
         if encoding and encoding.strip().lower() != b"identity":
-            if self.check is not None:
+            if self.check is not None or rewriter is not None:
                 # Never let an answer that response policies must see through unseen.
                 raise UpstreamUnreadable(
                     "The provider answered with Content-Encoding "
                     f"'{encoding.decode('latin-1')[:40]}', which Weir cannot inspect; "
-                    "the response policies of this endpoint need the answer uncompressed."
+                    "this endpoint's response policies or PII restoration need the answer "
+                    "uncompressed."
                 )
             return ext.ProcessingResponse(response_headers=headers)
         media_type = content_type.split(b";", 1)[0].strip().lower()
         if media_type == b"text/event-stream":
             # Stream the body through chunk by chunk: never buffer an SSE response.
-            self.watch = StreamWatch(self.check)
+            self.watch = StreamWatch(self.check, rewriter)
             return ext.ProcessingResponse(
                 response_headers=headers, mode_override=STREAM_RESPONSE_MODE
             )
-        if self.check is not None or (self.may_call_tools and media_type.endswith(b"json")):
+        self.rewriter = rewriter
+        if (
+            self.check is not None
+            or rewriter is not None
+            or (self.may_call_tools and media_type.endswith(b"json"))
+        ):
             # The answer may hold tool calls (recorded) or meet response policies: it
             # comes whole, and is checked before any of it reaches the client.
             self.buffered = True
@@ -469,7 +530,18 @@ class Exchange:
             return body_replacement(replacement)
         if self.buffered:
             self.buffered = False
-            completion = read_completion(message.body)
+            answer = message.body
+            if self.rewriter is not None:
+                rewritten = restore_completion(
+                    answer, self.rewriter.scan, self.rewriter.restore, self.rewriter.show_raw
+                )
+                if rewritten is None:
+                    raise UpstreamUnreadable(
+                        "The provider's answer is not a chat completion Weir can read, and "
+                        "this endpoint restores personal data in answers."
+                    )
+                answer = rewritten
+            completion = read_completion(answer)
             if completion is not None:
                 self.tool_calls = completion.calls
             if self.check is not None:
@@ -481,9 +553,31 @@ class Exchange:
                 self.check.run(
                     completion.choices, completion.calls, completion.usage, complete=True
                 )
+            if answer is not message.body:
+                return whole_body_replacement(answer)
         return CONTINUE_RESPONSE_BODY
 
     # --- the record -----------------------------------------------------------------------
+
+    def pii_record(self) -> dict[str, Any]:
+        """Types and counts found, never values."""
+        if self.pii is None or self.pii_scan is None:
+            return {}
+        return {
+            "policy": self.pii.name,
+            "action": self.pii.action,
+            "entities": self.pii_scan.counts(),
+            "art9": self.pii_scan.art9_counts(),
+        }
+
+    def tool_call_records(self) -> list[dict[str, Any]]:
+        """The model's tool calls for the record, personal data tagged again."""
+        calls = [call.as_record() for call in self.recorded_calls()[:MAX_RECORDED_CALLS]]
+        book = self.pii_scan.book if self.pii_scan is not None else None
+        if book:
+            for call in calls:
+                call["arguments"] = book.conceal(call["arguments"])
+        return calls
 
     def recorded_calls(self) -> list[ToolCall]:
         """The model's tool calls, also when the stream was cut short."""
@@ -516,24 +610,30 @@ class Exchange:
             properties=self.properties,
             error_code=self.error_code,
             policy_decisions=[decision.as_record() for decision in self.decisions],
-            tool_calls=[call.as_record() for call in self.recorded_calls()[:MAX_RECORDED_CALLS]],
+            pii=self.pii_record(),
+            tool_calls=self.tool_call_records(),
         )
 
 
 class ExternalProcessor(ext_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     def __init__(
-        self, routes: RouteTableHolder, keys: KeyIndexHolder, records: RecordSink | None = None
+        self,
+        routes: RouteTableHolder,
+        keys: KeyIndexHolder,
+        records: RecordSink | None = None,
+        settings: ProjectSettingsHolder | None = None,
     ) -> None:
         self._routes = routes
         self._keys = keys
         self._records = records
+        self._settings = settings or ProjectSettingsHolder()
 
     async def Process(
         self,
         request_iterator: AsyncIterator[ext.ProcessingRequest],
         context: grpc.aio.ServicerContext[ext.ProcessingRequest, ext.ProcessingResponse],
     ) -> AsyncIterator[ext.ProcessingResponse]:
-        exchange = Exchange(self._routes, self._keys)
+        exchange = Exchange(self._routes, self._keys, self._settings)
         try:
             async for message in request_iterator:
                 yield exchange.handle(message)

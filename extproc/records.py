@@ -48,12 +48,14 @@ COLUMNS: Final = (
     "error_code",
     "policy_decisions",
     "tool_calls",
+    "pii",
 )
 
 # Columns added after the first release: ALTERed into older tables when opened.
 ADDED_COLUMNS: Final = {
     "policy_decisions": "TEXT NOT NULL DEFAULT '[]'",
     "tool_calls": "TEXT NOT NULL DEFAULT '[]'",
+    "pii": "TEXT NOT NULL DEFAULT '{}'",
 }
 
 DDL: Final = (
@@ -77,7 +79,8 @@ DDL: Final = (
     properties TEXT NOT NULL,
     error_code TEXT,
     policy_decisions TEXT NOT NULL DEFAULT '[]',
-    tool_calls TEXT NOT NULL DEFAULT '[]'
+    tool_calls TEXT NOT NULL DEFAULT '[]',
+    pii TEXT NOT NULL DEFAULT '{{}}'
 )""",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_started_at ON {TABLE} (started_at)",
 )
@@ -114,6 +117,9 @@ class RequestRecord:
     policy_decisions: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     # The model's tool calls: [{"name", "arguments" (the JSON text as the model wrote it)}]
     tool_calls: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # What the endpoint's PII policy found: {"policy", "action", "entities", "art9"} with
+    # types and counts, never values; {} without one.
+    pii: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 assert tuple(f.name for f in dataclasses.fields(RequestRecord)) == COLUMNS
@@ -151,6 +157,7 @@ def record_row(record: RequestRecord) -> tuple[Any, ...]:
         record.error_code,
         _json(record.policy_decisions),
         _json(record.tool_calls),
+        _json(record.pii),
     )
 
 

@@ -13,8 +13,10 @@ from typing import Any
 
 import orjson
 
+from extproc.pii_request import PiiPolicyInvalid, PiiSettings
 from extproc.policies import NO_POLICIES, EndpointPolicies, PolicyConfigInvalid, compile_policies
 from weir.config.v1 import runtime_pb2
+from weir.pii_types import ENTITY_TYPES
 
 
 class RuntimeConfigInvalid(Exception):
@@ -40,6 +42,7 @@ class EndpointRoutes:
     models: MappingProxyType[str, tuple[Target, ...]]
     models_body: bytes  # GET /v1/models, prerendered
     policies: EndpointPolicies = NO_POLICIES
+    pii: PiiSettings | None = None
 
     def model_body(self, model: str) -> bytes | None:
         if model not in self.models:
@@ -82,8 +85,18 @@ class RouteTable:
             raise RuntimeConfigInvalid(
                 f"policies name unknown endpoints: {', '.join(sorted(unknown))}"
             )
+        pii: dict[str, PiiSettings] = {}
+        try:
+            for pii_policy in config.pii_policies:
+                pii[pii_policy.name] = PiiSettings.compile(pii_policy, ENTITY_TYPES)
+        except PiiPolicyInvalid as error:
+            raise RuntimeConfigInvalid(str(error)) from None
         endpoints: dict[tuple[str, str], EndpointRoutes] = {}
         for endpoint in config.endpoints:
+            if endpoint.pii_policy and endpoint.pii_policy not in pii:
+                raise RuntimeConfigInvalid(
+                    f"endpoint {endpoint.name!r} names unknown PII policy {endpoint.pii_policy!r}"
+                )
             key = (endpoint.project, endpoint.slug)
             if key in endpoints:
                 raise RuntimeConfigInvalid(f"endpoint /{key[0]}/{key[1]} is defined twice")
@@ -132,6 +145,7 @@ class RouteTable:
                 MappingProxyType(models),
                 orjson.dumps(listing),
                 policies.get(endpoint.name, NO_POLICIES),
+                pii.get(endpoint.pii_policy) if endpoint.pii_policy else None,
             )
         return cls(
             config.revision,

@@ -20,9 +20,15 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from extproc.auth import KeyIndexHolder
-from extproc.config_client import ConfigClient, keys_subscription, runtime_subscription
+from extproc.config_client import (
+    ConfigClient,
+    keys_subscription,
+    runtime_subscription,
+    settings_subscription,
+)
 from extproc.metrics import serve_metrics
 from extproc.processor import ExternalProcessor
+from extproc.project_settings import ProjectSettingsHolder
 from extproc.records import RecordWriter
 from extproc.routes import RouteTableHolder
 
@@ -48,11 +54,16 @@ class ExtProcServer:
         self.settings = settings
         self.routes = RouteTableHolder()
         self.keys = KeyIndexHolder()
+        self.project_settings = ProjectSettingsHolder()
         self.health = health_aio.HealthServicer()
         self.client = ConfigClient(
             settings.control_plane,
             settings.node_id,
-            [runtime_subscription(self.routes), keys_subscription(self.keys)],
+            [
+                runtime_subscription(self.routes),
+                keys_subscription(self.keys),
+                settings_subscription(self.project_settings),
+            ],
             on_applied=self._on_applied,
         )
         self.records = (
@@ -77,7 +88,8 @@ class ExtProcServer:
             ]
         )
         ext_grpc.add_ExternalProcessorServicer_to_server(
-            ExternalProcessor(self.routes, self.keys, self.records), server
+            ExternalProcessor(self.routes, self.keys, self.records, self.project_settings),
+            server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         for service in (HEALTH_SERVICE, ""):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Self
 
 import orjson
 import regorus
@@ -73,7 +73,7 @@ class RegoError(Exception):
         return f"line {self.line}, column {self.column}: {self.message}"
 
     @classmethod
-    def from_engine(cls, error: BaseException) -> RegoError:
+    def from_engine(cls, error: BaseException) -> Self:
         text = str(error)
         # With RUST_BACKTRACE set, regorus appends a native stack trace: never show it.
         text = text.split("Stack backtrace:", 1)[0].strip()
@@ -245,21 +245,35 @@ class CompiledModule:
 def compile_module(filename: str, source: str, entry_rules: Iterable[str] = ()) -> CompiledModule:
     """Parse and compile one module; `entry_rules` are the rules Weir will evaluate.
     Raises RegoCompileError with the engine's message and the line."""
-    bundle = Bundle(())
+    module = CompiledModule("", frozenset(), Bundle(()))
+    problem = _compile(module, filename, source, list(entry_rules))
+    if problem is not None:
+        # regorus engines must be freed on the thread that made them: drop this one now,
+        # not whenever the garbage collector reaches the error's traceback.
+        del module
+        raise problem
+    return module
+
+
+def _compile(
+    module: CompiledModule, filename: str, source: str, entry_rules: list[str]
+) -> RegoCompileError | None:
+    """Fill `module` (its engine); the compile error, if any."""
+    engine = module.bundle.engine
     try:
-        package = str(bundle.engine.add_policy(filename, source))
+        package = str(engine.add_policy(filename, source))
     except RuntimeError as error:
-        raise RegoCompileError.from_engine(error) from None
+        return RegoCompileError.from_engine(error)
     if package == RESERVED_PACKAGE or package.startswith(RESERVED_PACKAGE + "."):
-        raise RegoCompileError(
+        return RegoCompileError(
             f"the package {package.removeprefix('data.')} is reserved for Weir; use another", 1, 1
         )
-    for name, line, column in _calls(orjson.loads(bundle.engine.get_ast_as_json())):
+    for name, line, column in _calls(orjson.loads(engine.get_ast_as_json())):
         if name in _UNAVAILABLE_BUILTINS:
-            raise RegoCompileError(
+            return RegoCompileError(
                 f"{name} is not available: {_UNAVAILABLE_BUILTINS[name]}", line, column
             )
-    rules = rule_names(bundle.engine).get(package, frozenset())
+    rules = rule_names(engine).get(package, frozenset())
     entries = [rule for rule in entry_rules if rule in rules]
     paths = [f"{package}.{rule}" for rule in entries]
     if paths:
@@ -267,10 +281,11 @@ def compile_module(filename: str, source: str, entry_rules: Iterable[str] = ()) 
             regorus.Program.compile_from_modules(_EMPTY_INPUT, [(filename, source)], paths)
         except RuntimeError as error:
             if _RVM_NAME_ERRORS.search(str(error).split("Stack backtrace:", 1)[0]):
-                raise RegoCompileError.from_engine(error) from None
-    module = CompiledModule(package, rules, bundle)
+                return RegoCompileError.from_engine(error)
+    object.__setattr__(module, "package", package)
+    object.__setattr__(module, "rules", rules)
     try:
         module.evaluate_all(entries, {})
     except RegoEvalError as error:
-        raise RegoCompileError(error.message, error.line, error.column) from None
-    return module
+        return RegoCompileError(error.message, error.line, error.column)
+    return None

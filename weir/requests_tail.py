@@ -45,6 +45,11 @@ def _decode(row: tuple[Any, ...]) -> tuple[int, dict[str, Any]]:
         except (TypeError, ValueError):
             value = []
         record[column] = value if isinstance(value, list) else []
+    try:
+        pii = json.loads(record.get("pii") or "{}")
+    except (TypeError, ValueError):
+        pii = {}
+    record["pii"] = pii if isinstance(pii, dict) else {}
     return int(row[0]), record
 
 
@@ -128,6 +133,10 @@ def format_record(record_id: int, record: dict[str, Any]) -> str:
     for decision in record.get("policy_decisions") or ():
         if isinstance(decision, dict):
             parts.append(f"policy={decision.get('policy')}:{decision.get('result')}")
+    pii = record.get("pii") or {}
+    if isinstance(pii, dict) and pii.get("entities"):
+        found = ",".join(f"{k}:{v}" for k, v in pii["entities"].items())
+        parts.append(f"pii={pii.get('action')}[{found}]")
     for call in record.get("tool_calls") or ():
         if isinstance(call, dict):
             parts.append(f"tool={call.get('name')}")

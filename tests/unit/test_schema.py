@@ -32,7 +32,7 @@ def walk(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, 
 
 
 def test_kinds() -> None:
-    assert set(schema.KINDS) == {"Backend", "Endpoint", "Policy"}
+    assert set(schema.KINDS) == {"Backend", "Endpoint", "Policy", "PIIPolicy"}
 
 
 @pytest.mark.parametrize("kind", sorted(schema.KINDS))
@@ -102,7 +102,8 @@ def test_schema_for_returns_a_copy() -> None:
 
 def test_schema_for_unknown_kind() -> None:
     with pytest.raises(
-        KeyError, match=r"unknown kind 'Gizmo' \(known kinds: Backend, Endpoint, Policy\)"
+        KeyError,
+        match=r"unknown kind 'Gizmo' \(known kinds: Backend, Endpoint, PIIPolicy, Policy\)",
     ):
         schema.schema_for("Gizmo")
 

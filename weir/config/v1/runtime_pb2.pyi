@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RuntimeConfig(_message.Message):
-    __slots__ = ("revision", "backends", "endpoints", "cluster_header", "endpoint_header", "max_request_bytes", "policies")
+    __slots__ = ("revision", "backends", "endpoints", "cluster_header", "endpoint_header", "max_request_bytes", "policies", "pii_policies")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     BACKENDS_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +16,7 @@ class RuntimeConfig(_message.Message):
     ENDPOINT_HEADER_FIELD_NUMBER: _ClassVar[int]
     MAX_REQUEST_BYTES_FIELD_NUMBER: _ClassVar[int]
     POLICIES_FIELD_NUMBER: _ClassVar[int]
+    PII_POLICIES_FIELD_NUMBER: _ClassVar[int]
     revision: str
     backends: _containers.RepeatedCompositeFieldContainer[Backend]
     endpoints: _containers.RepeatedCompositeFieldContainer[Endpoint]
@@ -23,7 +24,44 @@ class RuntimeConfig(_message.Message):
     endpoint_header: str
     max_request_bytes: int
     policies: _containers.RepeatedCompositeFieldContainer[Policy]
-    def __init__(self, revision: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[Backend, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., cluster_header: _Optional[str] = ..., endpoint_header: _Optional[str] = ..., max_request_bytes: _Optional[int] = ..., policies: _Optional[_Iterable[_Union[Policy, _Mapping]]] = ...) -> None: ...
+    pii_policies: _containers.RepeatedCompositeFieldContainer[PiiPolicy]
+    def __init__(self, revision: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[Backend, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., cluster_header: _Optional[str] = ..., endpoint_header: _Optional[str] = ..., max_request_bytes: _Optional[int] = ..., policies: _Optional[_Iterable[_Union[Policy, _Mapping]]] = ..., pii_policies: _Optional[_Iterable[_Union[PiiPolicy, _Mapping]]] = ...) -> None: ...
+
+class PiiPolicy(_message.Message):
+    __slots__ = ("name", "action", "entity_types", "art9_detect", "art9_action", "restore_responses")
+    class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        ACTION_UNSPECIFIED: _ClassVar[PiiPolicy.Action]
+        ACTION_ANONYMIZE: _ClassVar[PiiPolicy.Action]
+        ACTION_BLOCK: _ClassVar[PiiPolicy.Action]
+        ACTION_FLAG: _ClassVar[PiiPolicy.Action]
+    ACTION_UNSPECIFIED: PiiPolicy.Action
+    ACTION_ANONYMIZE: PiiPolicy.Action
+    ACTION_BLOCK: PiiPolicy.Action
+    ACTION_FLAG: PiiPolicy.Action
+    class Art9Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        ART9_ACTION_UNSPECIFIED: _ClassVar[PiiPolicy.Art9Action]
+        ART9_ACTION_FLAG: _ClassVar[PiiPolicy.Art9Action]
+        ART9_ACTION_BLOCK: _ClassVar[PiiPolicy.Art9Action]
+        ART9_ACTION_IGNORE: _ClassVar[PiiPolicy.Art9Action]
+    ART9_ACTION_UNSPECIFIED: PiiPolicy.Art9Action
+    ART9_ACTION_FLAG: PiiPolicy.Art9Action
+    ART9_ACTION_BLOCK: PiiPolicy.Art9Action
+    ART9_ACTION_IGNORE: PiiPolicy.Art9Action
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    ENTITY_TYPES_FIELD_NUMBER: _ClassVar[int]
+    ART9_DETECT_FIELD_NUMBER: _ClassVar[int]
+    ART9_ACTION_FIELD_NUMBER: _ClassVar[int]
+    RESTORE_RESPONSES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    action: PiiPolicy.Action
+    entity_types: _containers.RepeatedScalarFieldContainer[str]
+    art9_detect: bool
+    art9_action: PiiPolicy.Art9Action
+    restore_responses: bool
+    def __init__(self, name: _Optional[str] = ..., action: _Optional[_Union[PiiPolicy.Action, str]] = ..., entity_types: _Optional[_Iterable[str]] = ..., art9_detect: _Optional[bool] = ..., art9_action: _Optional[_Union[PiiPolicy.Art9Action, str]] = ..., restore_responses: _Optional[bool] = ...) -> None: ...
 
 class Policy(_message.Message):
     __slots__ = ("name", "stage", "module", "package", "endpoints", "fail_open")
@@ -82,16 +120,18 @@ class BackendModel(_message.Message):
     def __init__(self, name: _Optional[str] = ..., context_window: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., input_price: _Optional[float] = ..., cached_input_price: _Optional[float] = ..., output_price: _Optional[float] = ...) -> None: ...
 
 class Endpoint(_message.Message):
-    __slots__ = ("name", "project", "slug", "models")
+    __slots__ = ("name", "project", "slug", "models", "pii_policy")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     SLUG_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
+    PII_POLICY_FIELD_NUMBER: _ClassVar[int]
     name: str
     project: str
     slug: str
     models: _containers.RepeatedCompositeFieldContainer[ModelRoute]
-    def __init__(self, name: _Optional[str] = ..., project: _Optional[str] = ..., slug: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelRoute, _Mapping]]] = ...) -> None: ...
+    pii_policy: str
+    def __init__(self, name: _Optional[str] = ..., project: _Optional[str] = ..., slug: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelRoute, _Mapping]]] = ..., pii_policy: _Optional[str] = ...) -> None: ...
 
 class ModelRoute(_message.Message):
     __slots__ = ("name", "targets")

@@ -1,0 +1,214 @@
+"""PII through the real stack: the provider only ever sees tags (proved with the mock
+LLM's echo mode), answers come back restored, whole and streamed, tool-call arguments
+too; block and flag; the transparency header; settings changed at run time reach every
+ext_proc replica within a second; no personal data in records or logs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.integration.harness import REPO, WeirUp, copy_quickstart, record_of, records, weir_up
+
+pytestmark = pytest.mark.integration
+
+PESEL = "44051401359"
+EMAIL = "jan.kowalski@example.com"
+IBAN = "PL61 1090 1014 0000 0712 1981 2874"
+PROMPT = f"My name is Jan Kowalski, PESEL {PESEL}, e-mail {EMAIL}. Please confirm."
+SECRETS = ("Kowalski", PESEL, EMAIL, "1090 1014")
+ECHO = {"X-Mock-Behavior": "echo"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeirUp]:
+    root = tmp_path_factory.mktemp("pii")
+    config = copy_quickstart(root / "config")
+    shutil.copy(REPO / "tests" / "fixtures" / "pii" / "endpoints.yaml", config / "pii-tests.yaml")
+    with weir_up(config, root / "state", "--extproc-replicas", "2") as up:
+        yield up
+
+
+@pytest.fixture
+def client(stack: WeirUp) -> openai.OpenAI:
+    return openai.OpenAI(base_url=stack.endpoint(), api_key=stack.key, max_retries=0)
+
+
+def upstream_saw(stack: WeirUp) -> str:
+    """The messages of the last request the mock LLM received, as JSON text."""
+    body = httpx.get(f"{stack.mock_url}/mock/stats").json()["last_request"]
+    return json.dumps(body["messages"], ensure_ascii=False)
+
+
+def test_the_provider_sees_only_tags_and_the_answer_comes_back_restored(
+    stack: WeirUp, client: openai.OpenAI
+) -> None:
+    reply = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini",
+        messages=[
+            {"role": "system", "content": f"The customer is Jan Kowalski ({EMAIL})."},
+            {"role": "user", "content": PROMPT},
+        ],
+        extra_headers=ECHO,
+    )
+    answer = reply.parse().choices[0].message.content
+    saw = upstream_saw(stack)
+    for secret in SECRETS:
+        assert secret not in saw
+    assert "<PESEL_1>" in saw and "<EMAIL_1>" in saw and "<PERSON_1>" in saw
+    assert saw.count("<EMAIL_1>") == 2  # the same value, the same tag, in every message
+    assert answer == PROMPT  # the echo of the tagged prompt, restored exactly
+    assert "anonymization" not in reply.http_response.json()
+    record = record_of(stack, reply.headers["x-request-id"])
+    assert record["pii"]["action"] == "anonymize"
+    assert record["pii"]["entities"]["PESEL"] == 1
+    dumped = json.dumps(record)
+    assert all(secret not in dumped for secret in SECRETS)
+
+
+def test_a_streamed_answer_is_restored_token_by_token(stack: WeirUp, client: openai.OpenAI) -> None:
+    pieces = [
+        chunk.choices[0].delta.content or ""
+        for chunk in client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": PROMPT}],
+            stream=True,
+            extra_headers=ECHO,
+        )
+        if chunk.choices
+    ]
+    assert "".join(pieces) == PROMPT
+    assert len([p for p in pieces if p]) > 5  # it streamed, it was not buffered whole
+    assert all("<PESEL" not in p and "<EMAIL" not in p for p in pieces)
+    assert PESEL not in upstream_saw(stack)
+
+
+def test_tool_call_arguments_are_restored(stack: WeirUp, client: openai.OpenAI) -> None:
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "send_mail",
+            "parameters": {
+                "type": "object",
+                "properties": {"to": {"type": "string", "enum": ["<EMAIL_1>"]}},
+                "required": ["to"],
+            },
+        },
+    }
+    for stream in (False, True):
+        arguments = ""
+        response = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": f"Write to {EMAIL}"}],
+            tools=[tool],  # type: ignore[list-item]
+            stream=stream,
+            extra_headers={"X-Mock-Behavior": "tool_call"},
+        )
+        if stream:
+            for chunk in response:  # type: ignore[union-attr]
+                for choice in chunk.choices:
+                    for call in choice.delta.tool_calls or []:
+                        arguments += (call.function and call.function.arguments) or ""
+        else:
+            calls = response.choices[0].message.tool_calls  # type: ignore[union-attr]
+            assert calls is not None
+            arguments = calls[0].function.arguments  # type: ignore[union-attr]
+        assert json.loads(arguments) == {"to": EMAIL}, stream
+
+
+def test_show_raw_prompt_tells_what_the_provider_saw(stack: WeirUp) -> None:
+    headers = {**stack.auth, **ECHO, "X-Show-Raw-Prompt": "true"}
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": PROMPT}]}
+    whole = httpx.post(f"{stack.endpoint()}/chat/completions", json=body, headers=headers)
+    shown = whole.json()["anonymization"]
+    assert shown["entities_found"] == 3
+    assert shown["entity_types"] == ["EMAIL", "PERSON", "PESEL"]
+    assert PESEL not in shown["anonymized_prompt"] and "<PESEL_1>" in shown["anonymized_prompt"]
+    assert shown["raw_llm_response"] == shown["anonymized_prompt"]  # the echo, before restoring
+    assert whole.json()["choices"][0]["message"]["content"] == PROMPT
+
+    with httpx.stream(
+        "POST",
+        f"{stack.endpoint()}/chat/completions",
+        json={**body, "stream": True},
+        headers=headers,
+    ) as response:
+        events = [e for e in response.read().decode().split("\n\n") if e.strip()]
+    assert events[-1] == "data: [DONE]"
+    last = json.loads(events[-2].removeprefix("data: "))
+    assert last["anonymization"]["raw_llm_response"] == shown["anonymized_prompt"]
+    assert last["choices"] == []
+
+
+def test_block_names_the_types_and_never_calls_the_model(stack: WeirUp) -> None:
+    before = httpx.get(f"{stack.mock_url}/mock/stats").json()["requests"]
+    response = httpx.post(
+        f"{stack.endpoint('demo', 'strict')}/chat/completions",
+        json={
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": f"Pay from {IBAN}, PESEL {PESEL}"}],
+        },
+        headers=stack.auth,
+    )
+    assert response.status_code == 403
+    error = response.json()["error"]
+    assert error["code"] == "pii_blocked"
+    assert "IBAN" in error["message"] and "PESEL" in error["message"]
+    assert PESEL not in response.text and "1090" not in response.text
+    assert httpx.get(f"{stack.mock_url}/mock/stats").json()["requests"] == before
+
+
+def test_flag_forwards_unchanged_and_records_the_types(stack: WeirUp) -> None:
+    response = httpx.post(
+        f"{stack.endpoint('demo', 'flag')}/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": PROMPT}]},
+        headers={**stack.auth, **ECHO},
+    )
+    assert response.status_code == 200
+    assert PESEL in upstream_saw(stack)
+    record = record_of(stack, response.headers["x-request-id"])
+    assert record["pii"]["action"] == "flag"
+    assert record["pii"]["entities"] == {"EMAIL": 1, "PERSON": 1, "PESEL": 1}
+
+
+def test_settings_reach_every_replica_within_a_second(stack: WeirUp) -> None:
+    admin = {**stack.auth}  # the quickstart key has the management scope
+
+    def upstream_sees_pesel() -> bool:
+        httpx.post(
+            f"{stack.endpoint()}/chat/completions",
+            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": PROMPT}]},
+            headers={**stack.auth, **ECHO},
+        ).raise_for_status()
+        return PESEL in upstream_saw(stack)
+
+    try:
+        changed = httpx.patch(
+            f"{stack.management_url}/v1/settings/pii", json={"enabled": False}, headers=admin
+        )
+        assert changed.status_code == 200, changed.text
+        started = time.monotonic()
+        time.sleep(1.0)
+        # Twenty requests in a row: both replicas answer some of them.
+        assert all(upstream_sees_pesel() for _ in range(20))
+        assert time.monotonic() - started < 10
+    finally:
+        httpx.patch(
+            f"{stack.management_url}/v1/settings/pii", json={"enabled": None}, headers=admin
+        ).raise_for_status()
+    time.sleep(1.0)
+    assert not any(upstream_sees_pesel() for _ in range(20))
+
+
+def test_no_personal_data_in_any_record_or_log(stack: WeirUp) -> None:
+    everything: Any = json.dumps(records(stack))
+    for secret in SECRETS:
+        assert secret not in everything
+        assert secret not in stack.process.output
