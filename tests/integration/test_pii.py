@@ -54,6 +54,19 @@ def test_the_provider_sees_only_tags_and_the_answer_comes_back_restored(
         model="gpt-4o-mini",
         messages=[
             {"role": "system", "content": f"The customer is Jan Kowalski ({EMAIL})."},
+            {"role": "user", "content": "Look me up."},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "crm", "arguments": json.dumps({"email": EMAIL})},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": f"PESEL {PESEL}"},
             {"role": "user", "content": PROMPT},
         ],
         extra_headers=ECHO,
@@ -63,12 +76,14 @@ def test_the_provider_sees_only_tags_and_the_answer_comes_back_restored(
     for secret in SECRETS:
         assert secret not in saw
     assert "<PESEL_1>" in saw and "<EMAIL_1>" in saw and "<PERSON_1>" in saw
-    assert saw.count("<EMAIL_1>") == 2  # the same value, the same tag, in every message
+    # The same value, the same tag, in every message and in tool-call arguments.
+    assert saw.count("<EMAIL_1>") == 3
+    assert saw.count("<PESEL_1>") == 2
     assert answer == PROMPT  # the echo of the tagged prompt, restored exactly
     assert "anonymization" not in reply.http_response.json()
     record = record_of(stack, reply.headers["x-request-id"])
     assert record["pii"]["action"] == "anonymize"
-    assert record["pii"]["entities"]["PESEL"] == 1
+    assert record["pii"]["entities"]["PESEL"] == 2  # found twice, one value, one tag
     dumped = json.dumps(record)
     assert all(secret not in dumped for secret in SECRETS)
 
@@ -163,6 +178,26 @@ def test_block_names_the_types_and_never_calls_the_model(stack: WeirUp) -> None:
     assert "IBAN" in error["message"] and "PESEL" in error["message"]
     assert PESEL not in response.text and "1090" not in response.text
     assert httpx.get(f"{stack.mock_url}/mock/stats").json()["requests"] == before
+
+
+def test_special_categories_are_blocked_or_flagged_per_policy(stack: WeirUp) -> None:
+    health = {"role": "user", "content": "I was diagnosed with diabetes last year."}
+    blocked = httpx.post(
+        f"{stack.endpoint('demo', 'strict')}/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": [health]},
+        headers=stack.auth,
+    )
+    assert blocked.status_code == 403
+    assert "special category HEALTH" in blocked.json()["error"]["message"]
+    assert "diabetes" not in blocked.text
+    flagged = httpx.post(
+        f"{stack.endpoint()}/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": [health]},
+        headers=stack.auth,
+    )
+    assert flagged.status_code == 200
+    record = record_of(stack, flagged.headers["x-request-id"])
+    assert set(record["pii"]["art9"]) == {"HEALTH"}  # "diagnosed" and "diabetes"
 
 
 def test_flag_forwards_unchanged_and_records_the_types(stack: WeirUp) -> None:
