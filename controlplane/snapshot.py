@@ -8,6 +8,7 @@ versions Envoy already holds.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -65,6 +66,14 @@ class InconsistentSnapshot(WeirControlPlaneError):
 class TypedResources:
     version: str
     items: Mapping[str, AnyProto]  # resource name -> packed resource
+
+    @classmethod
+    def revised(cls, type_url: str, name: str, message: Message) -> TypedResources:
+        """One resource whose `revision` field becomes the content hash of the rest, and
+        the xDS version the same hash, so logs, xDS status and ext_proc name it alike."""
+        version = cls.build(type_url, [(name, message)]).version
+        message.revision = version  # type: ignore[attr-defined]
+        return dataclasses.replace(cls.build(type_url, [(name, message)]), version=version)
 
     @classmethod
     def build(cls, type_url: str, resources: Iterable[tuple[str, Message]]) -> TypedResources:

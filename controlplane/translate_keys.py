@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from typing import Final
 
@@ -40,11 +39,4 @@ def key_set(keys: Iterable[StoredKey], now_ms: int) -> keys_pb2.ApiKeySet:
 
 
 def key_resources(keys: Iterable[StoredKey], now_ms: int) -> TypedResources:
-    message = key_set(keys, now_ms)
-    # The revision is the content hash of the set without it, and the xDS version is the
-    # same hash, so logs, xDS status and ext_proc all name a key set alike.
-    version = TypedResources.build(KEYS, [(KEYS_RESOURCE_NAME, message)]).version
-    message.revision = version
-    return dataclasses.replace(
-        TypedResources.build(KEYS, [(KEYS_RESOURCE_NAME, message)]), version=version
-    )
+    return TypedResources.revised(KEYS, KEYS_RESOURCE_NAME, key_set(keys, now_ms))

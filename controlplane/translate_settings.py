@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Final
 
@@ -31,9 +30,4 @@ def settings_set(pii: Mapping[str, PiiProjectSettings]) -> settings_pb2.ProjectS
 
 
 def settings_resources(pii: Mapping[str, PiiProjectSettings]) -> TypedResources:
-    message = settings_set(pii)
-    version = TypedResources.build(SETTINGS, [(SETTINGS_RESOURCE_NAME, message)]).version
-    message.revision = version
-    return dataclasses.replace(
-        TypedResources.build(SETTINGS, [(SETTINGS_RESOURCE_NAME, message)]), version=version
-    )
+    return TypedResources.revised(SETTINGS, SETTINGS_RESOURCE_NAME, settings_set(pii))

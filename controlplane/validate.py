@@ -260,6 +260,7 @@ class _Doc:
     known_kind: bool = False  # kind is in KINDS (even if the rest is wrong)
     readable: bool = False  # apiVersion and kind are fine: spec is worth looking at
     valid: bool = False  # ...and it matches the schema: every field has its documented shape
+    rego_package: str | None = None  # a Policy whose module compiled: the package it declares
 
     def resource_name(self) -> str:
         """metadata.name of a valid document."""
@@ -495,7 +496,7 @@ def _check_policies(docs: Sequence[_Doc], errors: _Errors, partial: bool) -> Non
                     f"unknown Endpoint {name!r} (defined Endpoints: {defined})",
                 )
             seen.add(name)
-        package = _check_rego(doc, spec, errors)
+        package = doc.rego_package = _check_rego(doc, spec, errors)
         if package is not None:
             other = packages.setdefault(package, doc)
             if other is not doc:
@@ -630,13 +631,12 @@ def _to_endpoint(doc: _Doc) -> Endpoint:
 def _to_policy(doc: _Doc) -> Policy:
     spec = doc.spec()
     name = doc.resource_name()
-    stage = spec["stage"]
-    module = compile_module(f"{name}.rego", spec["rego"], POLICY_RULES[stage])
+    assert doc.rego_package is not None  # compiled by _check_policies, which found no error
     return Policy(
         name=name,
-        stage=stage,
+        stage=spec["stage"],
         rego=spec["rego"],
-        package=module.package,
+        package=doc.rego_package,
         endpoints=tuple(spec.get("endpoints", ())),
         fail_open=bool(spec.get("failOpen", False)),
         source_file=doc.file,

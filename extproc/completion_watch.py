@@ -1,6 +1,6 @@
 """Following the model's answer: its tool calls (for the record) and response policies.
 
-A non-streamed answer is read whole (`read_completion`) and checked with
+A non-streamed answer is read whole (`parse_completion`, `completion_of`) and checked with
 `ResponseCheck.run`. A streamed one goes
 through `StreamWatch` chunk by chunk: text deltas pass at once; the events of a tool
 call are held only until its arguments are complete (they parse as a JSON object, or a
@@ -81,15 +81,19 @@ class Completion:
     usage: Any
 
 
-def read_completion(body: bytes) -> Completion | None:
-    """A non-streamed chat completion's choices and tool calls; None if `body` is not
-    one (it is then left alone)."""
+def parse_completion(body: bytes) -> dict[str, Any] | None:
+    """A non-streamed chat completion as JSON; None if `body` is not one."""
     try:
         completion = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
     if not isinstance(completion, dict) or not isinstance(completion.get("choices"), list):
         return None
+    return completion
+
+
+def completion_of(completion: dict[str, Any]) -> Completion:
+    """The choices, tool calls and usage of a parsed chat completion."""
     choices = [c for c in completion["choices"] if isinstance(c, dict)]
     calls: list[ToolCall] = []
     for position, choice in enumerate(choices):

@@ -16,6 +16,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import grpc
 from envoy.config.core.v3 import base_pb2
@@ -70,45 +71,58 @@ class Subscription:
         return None
 
 
-def runtime_subscription(holder: RouteTableHolder) -> Subscription:
+M = TypeVar("M", bound=Message)
+T = TypeVar("T")
+
+
+def _swap_in(
+    kind: type[M], compile_: Callable[[M], T], store: Callable[[T], None]
+) -> Callable[[Message], None]:
+    """Compile a received resource (raising what the subscription rejects) and store it."""
+
     def apply(message: Message) -> None:
-        assert isinstance(message, runtime_pb2.RuntimeConfig)
-        holder.table = RouteTable.compile(message)
+        assert isinstance(message, kind)
+        store(compile_(message))
+
+    return apply
+
+
+def runtime_subscription(holder: RouteTableHolder) -> Subscription:
+    def store(table: RouteTable) -> None:
+        holder.table = table
 
     return Subscription(
         RUNTIME_TYPE_URL,
         "runtime config",
         runtime_pb2.RuntimeConfig,
-        apply,
+        _swap_in(runtime_pb2.RuntimeConfig, RouteTable.compile, store),
         (RuntimeConfigInvalid,),
     )
 
 
 def keys_subscription(holder: KeyIndexHolder) -> Subscription:
-    def apply(message: Message) -> None:
-        assert isinstance(message, keys_pb2.ApiKeySet)
-        holder.index = KeyIndex.compile(message)
+    def store(index: KeyIndex) -> None:
+        holder.index = index
 
     return Subscription(
         KEYS_TYPE_URL,
         "API key set",
         keys_pb2.ApiKeySet,
-        apply,
+        _swap_in(keys_pb2.ApiKeySet, KeyIndex.compile, store),
         (KeySetInvalid,),
         empty_allowed=True,
     )
 
 
 def settings_subscription(holder: ProjectSettingsHolder) -> Subscription:
-    def apply(message: Message) -> None:
-        assert isinstance(message, settings_pb2.ProjectSettingsSet)
-        holder.index = ProjectSettingsIndex.compile(message)
+    def store(index: ProjectSettingsIndex) -> None:
+        holder.index = index
 
     return Subscription(
         SETTINGS_TYPE_URL,
         "project settings",
         settings_pb2.ProjectSettingsSet,
-        apply,
+        _swap_in(settings_pb2.ProjectSettingsSet, ProjectSettingsIndex.compile, store),
         (SettingsInvalid,),
         empty_allowed=True,
     )

@@ -42,18 +42,13 @@ def _restore_message(message: dict[str, Any], book: TagBook) -> None:
         slot.write(book.restore_in_json_string(text) if slot.json else book.restore(text))
 
 
-def restore_completion(body: bytes, scan: PiiScan, restore: bool, show_raw: bool) -> bytes | None:
-    """The answer with its tags restored (and the `anonymization` object if asked
-    for); None when `body` is not a chat completion."""
-    try:
-        completion = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    choices = completion.get("choices") if isinstance(completion, dict) else None
-    if not isinstance(choices, list):
-        return None
+def restore_completion(
+    completion: dict[str, Any], scan: PiiScan, restore: bool, show_raw: bool
+) -> None:
+    """Restore the tags of a parsed chat completion in place (and add the
+    `anonymization` object if asked for)."""
     raw_response: str | None = None
-    for choice in choices:
+    for choice in completion["choices"]:
         message = choice.get("message") if isinstance(choice, dict) else None
         if not isinstance(message, dict):
             continue
@@ -63,7 +58,6 @@ def restore_completion(body: bytes, scan: PiiScan, restore: bool, show_raw: bool
             _restore_message(message, scan.book)
     if show_raw:
         completion["anonymization"] = transparency(scan, raw_response)
-    return orjson.dumps(completion)
 
 
 class StreamRewriter:

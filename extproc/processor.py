@@ -31,7 +31,8 @@ from extproc.completion_watch import (
     MAX_RECORDED_CALLS,
     ResponseCheck,
     StreamWatch,
-    read_completion,
+    completion_of,
+    parse_completion,
 )
 from extproc.envoy_messages import (
     BUFFER_RESPONSE_MODE,
@@ -530,31 +531,26 @@ class Exchange:
             return body_replacement(replacement)
         if self.buffered:
             self.buffered = False
-            answer = message.body
+            parsed = parse_completion(message.body)
+            if parsed is None:
+                if self.check is not None or self.rewriter is not None:
+                    # What policies must check or PII must restore cannot pass unread.
+                    raise UpstreamUnreadable(
+                        "The provider's answer is not a chat completion Weir can read, and "
+                        "this endpoint's response policies or PII restoration need it."
+                    )
+                return CONTINUE_RESPONSE_BODY
             if self.rewriter is not None:
-                rewritten = restore_completion(
-                    answer, self.rewriter.scan, self.rewriter.restore, self.rewriter.show_raw
-                )
-                if rewritten is None:
-                    raise UpstreamUnreadable(
-                        "The provider's answer is not a chat completion Weir can read, and "
-                        "this endpoint restores personal data in answers."
-                    )
-                answer = rewritten
-            completion = read_completion(answer)
-            if completion is not None:
-                self.tool_calls = completion.calls
+                rewriter = self.rewriter
+                restore_completion(parsed, rewriter.scan, rewriter.restore, rewriter.show_raw)
+            completion = completion_of(parsed)
+            self.tool_calls = completion.calls
             if self.check is not None:
-                if completion is None:
-                    raise UpstreamUnreadable(
-                        "The provider's answer is not a chat completion Weir can read, and "
-                        "the response policies of this endpoint must check it."
-                    )
                 self.check.run(
                     completion.choices, completion.calls, completion.usage, complete=True
                 )
-            if answer is not message.body:
-                return whole_body_replacement(answer)
+            if self.rewriter is not None:
+                return whole_body_replacement(orjson.dumps(parsed))
         return CONTINUE_RESPONSE_BODY
 
     # --- the record -----------------------------------------------------------------------

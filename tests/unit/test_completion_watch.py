@@ -8,7 +8,13 @@ from typing import Any
 import orjson
 import pytest
 
-from extproc.completion_watch import ResponseCheck, StreamWatch, read_completion
+from extproc.completion_watch import (
+    Completion,
+    ResponseCheck,
+    StreamWatch,
+    completion_of,
+    parse_completion,
+)
 from extproc.errors import PolicyDenied
 from extproc.policies import Decision, compile_policies
 from weir.config.v1 import runtime_pb2
@@ -167,6 +173,11 @@ def completion(content: str | None, calls: list[tuple[str, str]]) -> bytes:
     return orjson.dumps(
         {"object": "chat.completion", "choices": [{"index": 0, "message": message}]}
     )
+
+
+def read_completion(body: bytes) -> Completion | None:
+    parsed = parse_completion(body)
+    return None if parsed is None else completion_of(parsed)
 
 
 def test_a_whole_answer_is_read_and_checked() -> None:
