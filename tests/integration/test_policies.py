@@ -147,6 +147,21 @@ def test_a_policy_reads_the_messages(stack: WeirUp, client: openai.OpenAI) -> No
     assert mock_requests(stack) == before
 
 
+def test_a_policy_reads_the_key_the_endpoint_and_the_custom_properties(
+    stack: WeirUp, client: openai.OpenAI
+) -> None:
+    with pytest.raises(
+        openai.PermissionDeniedError,
+        match=r"team sandbox may not use demo/chat \(endpoint demo-chat\)",
+    ):
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=HI, extra_headers={"X-Weir-Property-Team": "sandbox"}
+        )
+    assert client.chat.completions.create(
+        model="gpt-4o-mini", messages=HI, extra_headers={"X-Weir-Property-Team": "search"}
+    ).choices
+
+
 def test_a_patch_caps_max_tokens_removes_a_tool_and_forces_a_model(
     stack: WeirUp, client: openai.OpenAI
 ) -> None:

@@ -254,3 +254,31 @@ def test_a_call_that_changes_after_it_was_allowed_is_held_and_checked_again() ->
     before_error, _, error = received.partition(b"event: error")
     assert before_error == b"".join(calls)  # the allowed call went out as it was...
     assert b"read_file_and_delete" in error  # ...and its change was checked, then refused
+
+
+def test_the_final_check_sees_the_streams_usage() -> None:
+    watch = StreamWatch(
+        ResponseCheck(
+            compile_policies(
+                [
+                    runtime_pb2.Policy(
+                        name="budget",
+                        stage=runtime_pb2.Policy.STAGE_RESPONSE,
+                        module='package budget\n\ndeny contains "too long" if {\n'
+                        "    input.response.complete\n"
+                        "    input.response.usage.completion_tokens > 2\n}\n",
+                        endpoints=["e"],
+                    )
+                ]
+            )["e"].response,
+            {"request": {}},
+            "b",
+            "m",
+            [],
+        )
+    )
+    usage = {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 3}}
+    stream = [*TEXT, event({}, "stop"), b"data: " + orjson.dumps(usage) + b"\n\n", DONE]
+    received = b"".join(run(watch, stream))
+    assert b"too long" in received.partition(b"event: error")[2]
+    assert b"[DONE]" not in received
