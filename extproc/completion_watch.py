@@ -286,10 +286,12 @@ class StreamWatch:
         """Take in one chunk. Returns None if it carried no tool-call delta, else the
         calls whose arguments it completed (maybe none). Raises UpstreamUnreadable for a
         call too large to check."""
-        try:
-            chunk = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            return None
+        chunk = event.parsed
+        if chunk is None:
+            try:
+                chunk = orjson.loads(event.data)
+            except orjson.JSONDecodeError:
+                return None
         if not isinstance(chunk, dict):
             return None
         if chunk.get("usage"):

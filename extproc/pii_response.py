@@ -99,9 +99,9 @@ class StreamRewriter:
                 self._chunk_base.setdefault(key, chunk[key])
         if self._rewrite_chunk(chunk):
             data = orjson.dumps(chunk)
-            yield b"data: " + data + b"\n\n", Event(data, event.event)
+            yield b"data: " + data + b"\n\n", Event(data, event.event, chunk)
         else:
-            yield raw, event
+            yield raw, Event(event.data, event.event, chunk)
 
     def _restorer(self, choice: int, field: str | int, json_string: bool) -> StreamRestorer:
         key = (choice, field)

@@ -7,7 +7,8 @@ split across chunks. The decoder keeps only the unfinished tail between calls.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 # An event ends at a blank line; lines end in \n, \r\n or \r.
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
@@ -18,6 +19,9 @@ _LINE = re.compile(rb"\r\n|\n|\r")
 class Event:
     data: bytes  # the data lines joined with \n; b"" when the event had none
     event: str = "message"
+    # `data` parsed as JSON by whoever parsed it first (None: not yet), so that later
+    # stages do not parse it again.
+    parsed: Any = field(default=None, compare=False)
 
 
 class SSEDecoder:
