@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from weir.pii_types import DEFAULT_MAX_SCAN_BYTES
+
 API_VERSION = "weir.dev/v1alpha1"
 
 
@@ -102,6 +104,7 @@ class PIIPolicy:
     art9_detect: bool = True
     art9_action: str = "flag"  # flag | block | ignore
     restore_responses: bool = True
+    max_scan_bytes: int = DEFAULT_MAX_SCAN_BYTES
     source_file: str = ""
 
 

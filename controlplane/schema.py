@@ -22,7 +22,7 @@ import copy
 from typing import Any, Final
 
 from controlplane.model import API_VERSION
-from weir.pii_types import ART9_ACTIONS, ENTITY_TYPES, PII_ACTIONS
+from weir.pii_types import ART9_ACTIONS, DEFAULT_MAX_SCAN_BYTES, ENTITY_TYPES, PII_ACTIONS
 
 JSONSchema = dict[str, Any]
 
@@ -409,6 +409,17 @@ PII_POLICY_SPEC_SCHEMA: Final[JSONSchema] = _obj(
             "default": True,
             "description": "Replace the tags in answers (streams included) by the original "
             "values; false leaves the tags in.",
+        },
+        "maxScanBytes": {
+            "type": "integer",
+            "minimum": 1024,
+            "maximum": 8 * 1024 * 1024,
+            "default": DEFAULT_MAX_SCAN_BYTES,
+            "description": "The most text (UTF-8 bytes, all messages together) scanned per "
+            "request; a request holding more is refused with 413 pii_scan_too_large, never "
+            "forwarded unscanned. Scanning costs 0.2-1.5 s per MiB of text, depending on how much "
+            "of it looks like personal data; above the default, raise the data plane's "
+            "ext_proc message timeout (5 s) to match.",
         },
     },
 )

@@ -254,8 +254,16 @@ def _local_reply_config() -> dict[str, Any]:
             },
         }
 
+    timeout = mapper(
+        "response.code_details == 'ext_proc_error_per-message_timeout_exceeded'", "server_error"
+    )
+    timeout["body"] = {
+        "inline_string": "The gateway did not finish inspecting the request in time; it was "
+        "not forwarded. A very large request may need a higher ext_proc message timeout."
+    }
     return {
         "mappers": [
+            timeout,
             mapper("response.code >= 500", "server_error"),
             mapper("response.code >= 400 && response.code < 500", "invalid_request_error"),
         ]

@@ -119,6 +119,7 @@ def translate(
                 art9_detect=pii.art9_detect,
                 art9_action=_ART9_ACTIONS[pii.art9_action],
                 restore_responses=pii.restore_responses,
+                max_scan_bytes=pii.max_scan_bytes,
             )
         )
     if errors:

@@ -45,6 +45,7 @@ from controlplane.model import (
     Pricing,
 )
 from controlplane.schema import DURATION_PATTERN, ENV_VAR_PATTERN, KINDS, PATTERN_HINTS
+from weir.pii_types import DEFAULT_MAX_SCAN_BYTES
 from weir.rego import RegoCompileError, compile_module
 
 FieldPath = tuple[str | int, ...]
@@ -653,6 +654,7 @@ def _to_pii_policy(doc: _Doc) -> PIIPolicy:
         art9_detect=bool(art9.get("detect", True)),
         art9_action=art9.get("action", "flag"),
         restore_responses=bool(spec.get("restoreResponses", True)),
+        max_scan_bytes=int(spec.get("maxScanBytes", DEFAULT_MAX_SCAN_BYTES)),
         source_file=doc.file,
     )
 

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -305,15 +305,39 @@ class _Group(NamedTuple):
     digits: str
 
 
-class _Cluster(NamedTuple):
-    start: int  # at its "+" or "(" if it opens with one
-    end: int
-    groups: tuple[_Group, ...]
-    seps: tuple[str, ...]  # seps[i] stands between groups[i] and groups[i + 1]
-    digits: str  # all its digits
-    ndigits: int
-    offsets: tuple[int, ...]  # where each group's digits start in `digits`, and the end
-    lengths: tuple[int, ...]  # each group's number of digits
+class _Cluster:
+    """Digit groups and the separators between them ("+48 600-123-456"). The groups as
+    `_Group`s are made on first use: a long run of numbers ("1 1 1 ...") would otherwise
+    cost an object per number for detectors that look only at the lengths."""
+
+    __slots__ = (
+        *("_groups", "digits", "end", "lengths", "ndigits", "offsets", "seps", "start", "starts"),
+    )
+
+    def __init__(
+        self,
+        start: int,  # at its "+" or "(" if it opens with one
+        end: int,
+        starts: tuple[int, ...],  # where each group starts in the text
+        seps: tuple[str, ...],  # seps[i] stands between groups i and i + 1
+        digits: str,  # all its digits
+        offsets: tuple[int, ...],  # where each group's digits start in `digits`, and the end
+        lengths: tuple[int, ...],  # each group's number of digits
+    ) -> None:
+        self.start, self.end, self.starts, self.seps = start, end, starts, seps
+        self.digits, self.ndigits = digits, len(digits)
+        self.offsets, self.lengths = offsets, lengths
+        self._groups: tuple[_Group, ...] | None = None
+
+    @property
+    def groups(self) -> tuple[_Group, ...]:
+        if self._groups is None:
+            digits, offsets = self.digits, self.offsets
+            self._groups = tuple(
+                _Group(start, start + size, digits[offset : offset + size])
+                for start, size, offset in zip(self.starts, self.lengths, offsets, strict=False)
+            )
+        return self._groups
 
     def sep_before(self, i: int) -> str | None:
         return self.seps[i - 1] if i > 0 else None
@@ -345,8 +369,7 @@ def _clusters(text: str) -> list[_Cluster]:
             size = len(value)
             if size < 4:
                 continue
-            group = _Group(start, end, value)
-            clusters.append(_Cluster(start, end, (group,), (), value, size, (0, size), (size,)))
+            clusters.append(_Cluster(start, end, (start,), (), value, (0, size), (size,)))
             continue
         # "+48 (22) 123-45-67" -> ["+", "48", " (", "22", ") ", ...]: digits and separators
         parts = _NON_DIGITS.split(value)
@@ -359,15 +382,9 @@ def _clusters(text: str) -> list[_Cluster]:
         if len(digits) < 4:
             continue
         lengths = tuple(map(len, numbers))
-        where = list(accumulate(map(len, parts), initial=at))  # where each part starts
-        groups = tuple(
-            _Group(where[2 * k], where[2 * k] + size, number)
-            for k, (size, number) in enumerate(zip(lengths, numbers, strict=True))
-        )
+        starts = tuple(accumulate(map(len, parts), initial=at))[::2]  # where each group starts
         offsets = tuple(accumulate(lengths, initial=0))
-        clusters.append(
-            _Cluster(start, end, groups, tuple(parts[1::2]), digits, len(digits), offsets, lengths)
-        )
+        clusters.append(_Cluster(start, end, starts, tuple(parts[1::2]), digits, offsets, lengths))
     return clusters
 
 
@@ -424,11 +441,11 @@ class _Run(NamedTuple):
 
     @property
     def start(self) -> int:
-        return self.cluster.groups[self.i].start
+        return self.cluster.starts[self.i]
 
     @property
     def end(self) -> int:
-        return self.cluster.groups[self.j].end
+        return self.cluster.starts[self.j] + self.cluster.lengths[self.j]
 
     def one_separator(self, allowed: frozenset[str]) -> bool:
         """At most one kind of separator inside, from `allowed`."""
@@ -470,19 +487,23 @@ def _digit_at(text: str, index: int) -> bool:
     return 0 <= index < len(text) and text[index].isdigit()
 
 
-_PREFIXES: dict[frozenset[tuple[int, ...]], frozenset[tuple[int, ...]]] = {}
+# Per set of shapes: the shapes' prefixes, and the lengths a shape's first group has.
+_PREFIXES: dict[frozenset[tuple[int, ...]], tuple[frozenset[tuple[int, ...]], frozenset[int]]] = {}
 
 
 def _runs(cluster: _Cluster, shapes: frozenset[tuple[int, ...]], most: int) -> Iterator[_Run]:
     """The runs whose shape (their groups' lengths) is one of `shapes`, of `most` digits
     at most. A run is only extended while its shape begins one of `shapes`, so that a
     cluster of many groups ("1 2 3 4 ...") costs linear time."""
-    prefixes = _PREFIXES.get(shapes)
-    if prefixes is None:
+    known = _PREFIXES.get(shapes)
+    if known is None:
         prefixes = frozenset(shape[:k] for shape in shapes for k in range(1, len(shape) + 1))
-        _PREFIXES[shapes] = prefixes
+        known = _PREFIXES[shapes] = (prefixes, frozenset(shape[0] for shape in shapes))
+    prefixes, firsts = known
     lengths, offsets = cluster.lengths, cluster.offsets
-    for i in range(len(lengths)):
+    for i, first in enumerate(lengths):
+        if first not in firsts:
+            continue
         for j in range(i, len(lengths)):
             if offsets[j + 1] - offsets[i] > most:
                 break
@@ -571,10 +592,38 @@ def _iban_ok(value: str) -> bool:
     return _iban.is_valid(value)
 
 
-def _covered(out: list[_Candidate], start: int, end: int) -> bool:
+class _Found(list[_Candidate]):
+    """The candidates found so far, indexed by start: asking whether one overlaps a span
+    costs a binary search, not a pass over all of them (a text of a thousand findings
+    would otherwise cost a million comparisons)."""
+
+    __slots__ = ("_ends", "_longest", "_starts")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._starts: list[int] = []  # sorted
+        self._ends: list[int] = []  # parallel to _starts
+        self._longest = 0
+
+    def append(self, candidate: _Candidate) -> None:
+        super().append(candidate)
+        at = bisect_right(self._starts, candidate.start)
+        self._starts.insert(at, candidate.start)
+        self._ends.insert(at, candidate.end)
+        self._longest = max(self._longest, candidate.end - candidate.start)
+
+    def overlaps(self, start: int, end: int) -> bool:
+        """Does a candidate overlap start..end? Only those starting less than the longest
+        candidate's length before `start` can reach into it."""
+        low = bisect_right(self._starts, start - self._longest)
+        high = bisect_left(self._starts, end, low)
+        return any(self._ends[k] > start for k in range(low, high))
+
+
+def _covered(out: _Found, start: int, end: int) -> bool:
     """Does a candidate found before (by a detector of a more specific type, as they run in
     `_PRIORITY` order) overlap start..end? Then a less specific one would lose anyway."""
-    return any(candidate.start < end and start < candidate.end for candidate in out)
+    return out.overlaps(start, end)
 
 
 # --- Polish identifiers made of digits ------------------------------------------------------
@@ -586,7 +635,7 @@ _POLISH_ID_SHAPES: Final = _PESEL_SHAPES | _NIP_SHAPES | _REGON_SHAPES
 _DASH_OR_SPACE: Final = frozenset({"-", " ", "\u00a0"})
 
 
-def _polish_ids(t: _Text, out: list[_Candidate], wanted: frozenset[str]) -> None:
+def _polish_ids(t: _Text, out: _Found, wanted: frozenset[str]) -> None:
     """PESEL (accepted unless labelled otherwise), NIP (likewise; bare 10 digits also
     not after another type's label) and REGON (only when labelled REGON)."""
     text = t.text
@@ -619,7 +668,7 @@ def _polish_ids(t: _Text, out: list[_Candidate], wanted: frozenset[str]) -> None
                 out.append(_Candidate(run.start, run.end, "REGON", run.digits))
 
 
-def _nip_candidate(t: _Text, run: _Run, out: list[_Candidate]) -> None:
+def _nip_candidate(t: _Text, run: _Run, out: _Found) -> None:
     text = t.text
     start = run.start
     # "PL1234563218", "PL 123-456-32-18": the EU VAT prefix belongs to the value
@@ -685,7 +734,7 @@ _CARD_SHAPES: Final = frozenset(
 )
 
 
-def _cards(t: _Text, out: list[_Candidate], wanted: frozenset[str]) -> None:
+def _cards(t: _Text, out: _Found, wanted: frozenset[str]) -> None:
     text = t.text
     for cluster in t.clusters:
         if cluster.ndigits < 12 or t.amount(cluster) or _covered(out, cluster.start, cluster.end):
@@ -717,7 +766,7 @@ def _mod97(compact: str) -> bool:
         return False
 
 
-def _ibans(t: _Text, out: list[_Candidate], wanted: frozenset[str]) -> None:
+def _ibans(t: _Text, out: _Found, wanted: frozenset[str]) -> None:
     """IBANs of every country, and Polish account numbers (NRB) without their "PL"."""
     text = t.text
     for match in _IBAN_CANDIDATE.finditer(text):
@@ -772,15 +821,15 @@ def _weighted_ok(value: str, weights: tuple[int, ...]) -> bool:
     return total % 10 == 0
 
 
-def _id_documents(t: _Text, out: list[_Candidate], wanted: frozenset[str]) -> None:
+def _id_documents(t: _Text, out: _Found, wanted: frozenset[str]) -> None:
     """ID cards (ABC 123456) and passports (AB 1234567): upper-case letters, or any case
     when labelled; never after another type's label."""
     text = t.text
     for cluster in t.clusters:
-        first = cluster.groups[0]
-        size = len(first.digits)
-        if size not in (6, 7) or cluster.start != first.start:
+        size = cluster.lengths[0]
+        if size not in (6, 7) or cluster.start != cluster.starts[0]:
             continue
+        first = cluster.groups[0]
         after = cluster.sep_after(0)
         if after is not None:
             if not _separates(after):
@@ -892,7 +941,7 @@ def _national(digits: str) -> str | None:
     return None
 
 
-def _phones(t: _Text, out: list[_Candidate], wanted: frozenset[str]) -> None:
+def _phones(t: _Text, out: _Found, wanted: frozenset[str]) -> None:
     """International numbers (+48 ..., 0048 ...) unless labelled as something else;
     national ones (Polish, US, UK) when written in groups or labelled as phones."""
     for cluster in t.clusters:
@@ -904,9 +953,9 @@ def _phones(t: _Text, out: list[_Candidate], wanted: frozenset[str]) -> None:
             continue
         if t.amount(cluster):
             continue
-        groups = cluster.groups
+        count = len(cluster.lengths)
         # the whole cluster, then without its last groups (a phone number, then a count)
-        for j in range(len(groups) - 1, max(-1, len(groups) - 4), -1):
+        for j in range(count - 1, max(-1, count - 4), -1):
             if cluster.offsets[j + 1] < 7:
                 break
             candidate = _phone(t, _whole(cluster, j), out)
@@ -915,7 +964,7 @@ def _phones(t: _Text, out: list[_Candidate], wanted: frozenset[str]) -> None:
                 break
 
 
-def _phone(t: _Text, run: _Run, out: list[_Candidate]) -> _Candidate | None:
+def _phone(t: _Text, run: _Run, out: _Found) -> _Candidate | None:
     text = t.text
     size = len(run.digits)
     if not 7 <= size <= 15:
@@ -962,7 +1011,7 @@ _IPV6_CANDIDATE: Final = re.compile(
 )
 
 
-def _ip_addresses(t: _Text, out: list[_Candidate], wanted: frozenset[str]) -> None:
+def _ip_addresses(t: _Text, out: _Found, wanted: frozenset[str]) -> None:
     """IPv4 from the clusters (four dot-joined groups, not five); IPv6 from its own scan,
     when the text could hold one; both validated by `ipaddress`."""
     text = t.text
@@ -975,7 +1024,7 @@ def _ip_addresses(t: _Text, out: list[_Candidate], wanted: frozenset[str]) -> No
                 continue
             if i + 3 < len(seps) and seps[i + 3] == ".":
                 continue
-            start, end = cluster.groups[i].start, cluster.groups[i + 3].end
+            start, end = cluster.starts[i], cluster.starts[i + 3] + cluster.lengths[i + 3]
             if i == 0 and (_word_at(text, start - 1) or _char_at(text, start - 1) in ".-"):
                 continue
             if _word_at(text, end) or (_char_at(text, end) == "." and _digit_at(text, end + 1)):
@@ -1127,7 +1176,7 @@ def _birth_hints(lower: str) -> list[int]:
     return sorted(found)
 
 
-def _dates_of_birth(t: _Text, out: list[_Candidate], wanted: frozenset[str]) -> None:
+def _dates_of_birth(t: _Text, out: _Found, wanted: frozenset[str]) -> None:
     """Dates (numeric or written out) shortly after a birth word."""
     text, lower = t.text, t.lower
     hints = _birth_hints(lower)
@@ -1135,13 +1184,13 @@ def _dates_of_birth(t: _Text, out: list[_Candidate], wanted: frozenset[str]) -> 
         return
     exact = len(lower) == len(text)  # lower-casing kept the offsets (it nearly always does)
     for cluster in t.clusters:
-        if cluster.ndigits < 4 or (len(cluster.groups) < 3 and len(cluster.groups[0].digits) != 4):
+        if cluster.ndigits < 4 or (len(cluster.lengths) < 3 and cluster.lengths[0] != 4):
             continue
         if exact:  # a birth word up to ~90 characters before? (before the date regexes)
             near = bisect_left(hints, cluster.start - _BIRTH_GAP - 48)
             if near == len(hints) or hints[near] >= cluster.start:
                 continue
-        found = list(_numeric_dates(cluster)) if len(cluster.groups) >= 3 else []
+        found = list(_numeric_dates(cluster)) if len(cluster.lengths) >= 3 else []
         written = _written_date(text, cluster)
         if written is not None:
             found.append(written)
@@ -1180,7 +1229,7 @@ def _postal_context(text: str, start: int, width: int = 60) -> bool:
     return _POSTAL_WORD.search(text, max(0, start - width), start) is not None
 
 
-def _postal_codes(t: _Text, out: list[_Candidate], wanted: frozenset[str]) -> None:
+def _postal_codes(t: _Text, out: _Found, wanted: frozenset[str]) -> None:
     """Polish NN-NNN before a city or near an address word; US ZIP (+4) after a state or
     labelled; UK postcodes after a comma or a town, or labelled."""
     text = t.text
@@ -1296,7 +1345,7 @@ def _street_prefixes(t: _Text) -> list[re.Match[str]]:
     return found
 
 
-def _addresses(t: _Text, out: list[_Candidate], wanted: frozenset[str]) -> None:
+def _addresses(t: _Text, out: _Found, wanted: frozenset[str]) -> None:
     """English-style addresses from their house number ("221B Baker Street"); Polish ones
     from their street prefix ("ul. Długa 5/3")."""
     text = t.text
@@ -1319,7 +1368,7 @@ _EMAIL_DOMAIN: Final = re.compile(r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{
 _LOCAL_PART_CHARS: Final = frozenset("._%+-'")
 
 
-def _emails(t: _Text, out: list[_Candidate], wanted: frozenset[str]) -> None:
+def _emails(t: _Text, out: _Found, wanted: frozenset[str]) -> None:
     """From each "@": the local part back to where it starts, the domain with its TLD."""
     text = t.text
     at = text.find("@")
@@ -1343,14 +1392,14 @@ def _emails(t: _Text, out: list[_Candidate], wanted: frozenset[str]) -> None:
 # --- names ----------------------------------------------------------------------------------
 
 
-def _persons(t: _Text, out: list[_Candidate], wanted: frozenset[str]) -> None:
+def _persons(t: _Text, out: _Found, wanted: frozenset[str]) -> None:
     for start, end, canonical in find_names(t.text):
         out.append(_Candidate(start, end, "PERSON", canonical))
 
 
 # --- the detectors, their overlaps, the API -------------------------------------------------
 
-_Detector = Callable[[_Text, list[_Candidate], frozenset[str]], None]
+_Detector = Callable[[_Text, _Found, frozenset[str]], None]
 # Each detector with the types it reports (it may skip those not in its third argument).
 _DETECTORS: Final[tuple[tuple[_Detector, frozenset[str]], ...]] = (
     (_emails, frozenset({"EMAIL"})),
@@ -1396,6 +1445,10 @@ def _resolve(candidates: list[_Candidate]) -> list[_Candidate]:
     return kept
 
 
+# The detectors to run for a set of wanted types (at most 2^14 sets; a few in practice).
+_RUN: dict[frozenset[str], frozenset[str]] = {}
+
+
 def detect(text: str, types: Collection[str] | None = None) -> list[Finding]:
     """Non-overlapping findings sorted by start; `types` limits the detectors (None = all).
 
@@ -1404,14 +1457,16 @@ def detect(text: str, types: Collection[str] | None = None) -> list[Finding]:
     reports a PESEL's digits as a phone number. An unknown type is a ValueError.
     """
     wanted = _ALL if types is None else frozenset(types)
-    unknown = wanted - _ALL
-    if unknown:
-        raise ValueError(f"unknown PII types: {', '.join(sorted(unknown))}")
+    run = _RUN.get(wanted)
+    if run is None:
+        unknown = wanted - _ALL
+        if unknown:
+            raise ValueError(f"unknown PII types: {', '.join(sorted(unknown))}")
+        run = _RUN[wanted] = wanted.union(*(_SHADOWED_BY[t] for t in wanted))
     if not text or not wanted:
         return []
-    run = wanted.union(*(_SHADOWED_BY[t] for t in wanted))
     scanned = _Text(text)
-    candidates: list[_Candidate] = []
+    candidates = _Found()
     for detector, reports in _DETECTORS:
         if reports & run:
             detector(scanned, candidates, run)

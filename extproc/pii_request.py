@@ -12,10 +12,11 @@ from collections.abc import Callable, Collection, Iterator, MutableMapping, Sequ
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from extproc.errors import PermissionDenied
+from extproc.errors import PayloadTooLarge, PermissionDenied
 from extproc.pii_detect import Finding, detect, detect_art9
 from extproc.pii_tags import TagBook, counts_of
 from weir.config.v1 import runtime_pb2
+from weir.pii_types import DEFAULT_MAX_SCAN_BYTES
 
 ANONYMIZE: Final = "anonymize"
 BLOCK: Final = "block"
@@ -38,6 +39,13 @@ class PiiBlocked(PermissionDenied):
     code = "pii_blocked"
 
 
+class PiiScanTooLarge(PayloadTooLarge):
+    """413: more text than the endpoint's PII policy scans; refused, never forwarded
+    unscanned."""
+
+    code = "pii_scan_too_large"
+
+
 class PiiPolicyInvalid(Exception):
     """A PiiPolicy of the runtime config is not usable (the config is NACKed)."""
 
@@ -52,6 +60,7 @@ class PiiSettings:
     art9_detect: bool
     art9_action: str  # FLAG, BLOCK or "ignore"
     restore: bool
+    max_scan_bytes: int = DEFAULT_MAX_SCAN_BYTES
 
     @classmethod
     def compile(cls, policy: runtime_pb2.PiiPolicy, known_types: Collection[str]) -> PiiSettings:
@@ -72,6 +81,7 @@ class PiiSettings:
             policy.art9_detect,
             art9_action,
             policy.restore_responses,
+            policy.max_scan_bytes or DEFAULT_MAX_SCAN_BYTES,
         )
 
 
@@ -140,7 +150,11 @@ def scan(
     detector: Callable[[str, Collection[str] | None], list[Finding]] = detect,
 ) -> PiiScan:
     """Find personal data (and Art. 9 mentions) in `messages`; with the anonymize
-    action, replace it by tags in place (the caller passes a copy to keep)."""
+    action, replace it by tags in place (the caller passes a copy to keep).
+
+    Raises PiiScanTooLarge, before scanning anything, when the messages hold more text
+    than the settings' `max_scan_bytes`."""
+    _check_size(messages, settings)
     result = PiiScan()
     last_user: str | None = None
     for message in messages:
@@ -160,6 +174,30 @@ def scan(
             last_user = _plain_text(message)
     result.anonymized_prompt = last_user
     return result
+
+
+def text_bytes(messages: Sequence[Any], limit: int) -> int:
+    """The UTF-8 size of the text `scan` would read, counted until it passes `limit`."""
+    total = 0
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        for slot in text_slots(message):
+            text = slot.read()
+            # a character is 1 to 4 bytes: encode only when the count could matter
+            total += len(text) if text.isascii() else len(text.encode())
+            if total > limit:
+                return total
+    return total
+
+
+def _check_size(messages: Sequence[Any], settings: PiiSettings) -> None:
+    size = text_bytes(messages, settings.max_scan_bytes)
+    if size > settings.max_scan_bytes:
+        raise PiiScanTooLarge(
+            f"The messages hold more than {settings.max_scan_bytes} bytes of text, the most "
+            f"PII policy {settings.name!r} scans per request."
+        )
 
 
 def _plain_text(message: MutableMapping[str, Any]) -> str:

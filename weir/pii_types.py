@@ -37,3 +37,8 @@ ART9_CATEGORIES: Final[tuple[str, ...]] = (
 
 PII_ACTIONS: Final[tuple[str, ...]] = ("anonymize", "block", "flag")
 ART9_ACTIONS: Final[tuple[str, ...]] = ("flag", "block", "ignore")
+
+DEFAULT_MAX_SCAN_BYTES: Final = 512 * 1024
+"""The most text a PIIPolicy scans per request unless it says otherwise (maxScanBytes):
+about a 128k-token context, and at most about 1.5 s of scanning on the slowest text,
+well inside Envoy's 5 s ext_proc message timeout."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -211,6 +212,93 @@ def test_flag_forwards_unchanged_and_records_the_types(stack: WeirUp) -> None:
     record = record_of(stack, response.headers["x-request-id"])
     assert record["pii"]["action"] == "flag"
     assert record["pii"]["entities"] == {"EMAIL": 1, "PERSON": 1, "PESEL": 1}
+
+
+def test_more_text_than_the_policy_scans_is_refused_never_forwarded(stack: WeirUp) -> None:
+    url = f"{stack.endpoint('demo', 'small-scan')}/chat/completions"
+    before = httpx.get(f"{stack.mock_url}/mock/stats").json()["requests"]
+    # 4,096 bytes at most; "ł" is two bytes in UTF-8, so 2,100 characters are 4,200 bytes
+    too_much = [
+        {"role": "system", "content": f"Customer {EMAIL}."},
+        {"role": "user", "content": "ł" * 2100},
+    ]
+    refused = httpx.post(
+        url, json={"model": "gpt-4o-mini", "messages": too_much}, headers=stack.auth
+    )
+    assert refused.status_code == 413
+    error = refused.json()["error"]
+    assert error["code"] == "pii_scan_too_large"
+    assert error["type"] == "invalid_request_error"
+    assert "4096 bytes" in error["message"] and "small-scan" in error["message"]
+    assert EMAIL not in refused.text
+    assert httpx.get(f"{stack.mock_url}/mock/stats").json()["requests"] == before
+    # Under the limit it is scanned and tagged as usual.
+    fits = [{"role": "user", "content": f"Customer {EMAIL}. " + "x" * 3000}]
+    accepted = httpx.post(
+        url, json={"model": "gpt-4o-mini", "messages": fits}, headers={**stack.auth, **ECHO}
+    )
+    assert accepted.status_code == 200
+    assert "<EMAIL_1>" in upstream_saw(stack) and EMAIL not in upstream_saw(stack)
+
+
+LARGE = "1 " * 750_000  # 1.5 MB: digit groups are the costliest text to scan
+
+
+def post_large(stack: WeirUp) -> httpx.Response:
+    return httpx.post(
+        f"{stack.endpoint('demo', 'large-scan')}/chat/completions",
+        json={
+            "model": "gpt-4o-mini",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": LARGE}],
+        },
+        headers=stack.auth,
+        timeout=60,
+    )
+
+
+def test_a_large_prompt_does_not_hold_up_other_requests(stack: WeirUp) -> None:
+    """A 1.5 MB prompt takes ext_proc a second or more to scan. It is scanned on a worker
+    thread: small requests sent meanwhile, whichever replica they reach, are answered
+    before it is."""
+    done: dict[str, float] = {}
+
+    def large() -> None:
+        response = post_large(stack)
+        assert response.status_code == 200, response.text
+        done["large"] = time.monotonic()
+
+    worker = threading.Thread(target=large)
+    worker.start()
+    time.sleep(0.2)  # the large body is with ext_proc by now
+    for _ in range(4):  # round robin over the 2 replicas: at least 2 reach the busy one
+        small = httpx.post(
+            f"{stack.endpoint()}/chat/completions",
+            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": PROMPT}]},
+            headers=stack.auth,
+            timeout=60,
+        )
+        assert small.status_code == 200
+    smalls_done = time.monotonic()
+    worker.join(60)
+    assert "large" in done, "the large request failed"
+    assert smalls_done < done["large"]
+
+
+def test_a_scan_slower_than_the_ext_proc_timeout_is_a_clear_504(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    root = tmp_path_factory.mktemp("pii-timeout")
+    config = copy_quickstart(root / "config")
+    shutil.copy(REPO / "tests" / "fixtures" / "pii" / "endpoints.yaml", config / "pii-tests.yaml")
+    with weir_up(config, root / "state", "--extproc-message-timeout-ms", "200") as up:
+        before = httpx.get(f"{up.mock_url}/mock/stats").json()["requests"]
+        response = post_large(up)
+        assert response.status_code == 504
+        error = response.json()["error"]
+        assert error["type"] == "server_error"
+        assert error["message"].startswith("The gateway did not finish inspecting the request")
+        assert httpx.get(f"{up.mock_url}/mock/stats").json()["requests"] == before
 
 
 def test_settings_reach_every_replica_within_a_second(stack: WeirUp) -> None:

@@ -28,7 +28,7 @@ class RuntimeConfig(_message.Message):
     def __init__(self, revision: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[Backend, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., cluster_header: _Optional[str] = ..., endpoint_header: _Optional[str] = ..., max_request_bytes: _Optional[int] = ..., policies: _Optional[_Iterable[_Union[Policy, _Mapping]]] = ..., pii_policies: _Optional[_Iterable[_Union[PiiPolicy, _Mapping]]] = ...) -> None: ...
 
 class PiiPolicy(_message.Message):
-    __slots__ = ("name", "action", "entity_types", "art9_detect", "art9_action", "restore_responses")
+    __slots__ = ("name", "action", "entity_types", "art9_detect", "art9_action", "restore_responses", "max_scan_bytes")
     class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         ACTION_UNSPECIFIED: _ClassVar[PiiPolicy.Action]
@@ -55,13 +55,15 @@ class PiiPolicy(_message.Message):
     ART9_DETECT_FIELD_NUMBER: _ClassVar[int]
     ART9_ACTION_FIELD_NUMBER: _ClassVar[int]
     RESTORE_RESPONSES_FIELD_NUMBER: _ClassVar[int]
+    MAX_SCAN_BYTES_FIELD_NUMBER: _ClassVar[int]
     name: str
     action: PiiPolicy.Action
     entity_types: _containers.RepeatedScalarFieldContainer[str]
     art9_detect: bool
     art9_action: PiiPolicy.Art9Action
     restore_responses: bool
-    def __init__(self, name: _Optional[str] = ..., action: _Optional[_Union[PiiPolicy.Action, str]] = ..., entity_types: _Optional[_Iterable[str]] = ..., art9_detect: _Optional[bool] = ..., art9_action: _Optional[_Union[PiiPolicy.Art9Action, str]] = ..., restore_responses: _Optional[bool] = ...) -> None: ...
+    max_scan_bytes: int
+    def __init__(self, name: _Optional[str] = ..., action: _Optional[_Union[PiiPolicy.Action, str]] = ..., entity_types: _Optional[_Iterable[str]] = ..., art9_detect: _Optional[bool] = ..., art9_action: _Optional[_Union[PiiPolicy.Art9Action, str]] = ..., restore_responses: _Optional[bool] = ..., max_scan_bytes: _Optional[int] = ...) -> None: ...
 
 class Policy(_message.Message):
     __slots__ = ("name", "stage", "module", "package", "endpoints", "fail_open")
