@@ -711,3 +711,18 @@ def test_phone_validation_agrees_with_phonenumbers_parse() -> None:
         except phonenumbers.NumberParseException:
             pass
         assert pii_detect._international(digits) == expected, digits
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 200), st.integers(1, 40)), max_size=30),
+    st.integers(0, 240),
+    st.integers(1, 40),
+)
+def test_the_overlap_index_agrees_with_a_pass_over_every_candidate(
+    spans: list[tuple[int, int]], start: int, size: int
+) -> None:
+    found = pii_detect._Found()
+    for at, length in spans:
+        found.append(pii_detect._Candidate(at, at + length, "EMAIL", ""))
+    expected = any(at < start + size and start < at + length for at, length in spans)
+    assert found.overlaps(start, start + size) == expected
