@@ -73,6 +73,7 @@ class Endpoint:
     models: tuple[ModelAlias, ...]
     source_file: str = ""
     pii_policy: str | None = None  # a PIIPolicy name
+    service_tier: str | None = None  # a ServiceTier name
 
 
 POLICY_STAGES = ("request", "response")
@@ -109,6 +110,25 @@ class PIIPolicy:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Limits over one scope (a key, or a project); 0 = not enforced."""
+
+    requests_per_minute: int = 0
+    tokens_per_minute: int = 0
+    concurrent_requests: int = 0
+
+
+@dataclass(frozen=True)
+class ServiceTier:
+    """What the requests of an endpoint may use (weir.dev/v1alpha1 ServiceTier)."""
+
+    name: str
+    per_key: Limits = Limits()
+    per_project: Limits = Limits()
+    source_file: str = ""
+
+
+@dataclass(frozen=True)
 class ConfigSet:
     """Every accepted resource of one consistent load."""
 
@@ -116,6 +136,7 @@ class ConfigSet:
     endpoints: tuple[Endpoint, ...] = ()
     policies: tuple[Policy, ...] = ()
     pii_policies: tuple[PIIPolicy, ...] = ()
+    service_tiers: tuple[ServiceTier, ...] = ()
 
     def backend(self, name: str) -> Backend | None:
         for b in self.backends:

@@ -315,6 +315,12 @@ ENDPOINT_SPEC_SCHEMA: Final[JSONSchema] = _obj(
             NAME_PATTERN,
             maxLength=63,
         ),
+        "serviceTier": _str(
+            "The name of the ServiceTier whose limits apply to this endpoint's requests; "
+            "omit it for no limits.",
+            NAME_PATTERN,
+            maxLength=63,
+        ),
     },
     required=["project", "slug", "models"],
 )
@@ -430,6 +436,46 @@ PII_POLICY_SCHEMA: Final[JSONSchema] = _resource(
     PII_POLICY_SPEC_SCHEMA,
 )
 
+# --- ServiceTier ------------------------------------------------------------------------------
+
+MAX_LIMIT: Final = 1_000_000_000
+
+
+def _limit(description: str) -> JSONSchema:
+    return {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "description": description}
+
+
+LIMITS_SCHEMA: Final[JSONSchema] = _obj(
+    "Limits over one scope; a limit left out is not enforced.",
+    {
+        "requestsPerMinute": _limit("Chat completion requests admitted per minute."),
+        "tokensPerMinute": _limit(
+            "Tokens (prompt and completion) per minute. A request reserves its prompt "
+            "estimate plus its max_tokens (or the model's maximum output) before it is "
+            "forwarded, and is settled with the real usage when it ends."
+        ),
+        "concurrentRequests": _limit("Requests in flight at once."),
+    },
+)
+
+SERVICE_TIER_SPEC_SCHEMA: Final[JSONSchema] = _obj(
+    "Limits applied to the requests of the endpoints that name this tier. Windows are "
+    "fixed minutes; over a limit a request gets 429 rate_limit_exceeded with Retry-After.",
+    {
+        "perKey": {**LIMITS_SCHEMA, "description": "Limits for each API key on its own."},
+        "perProject": {
+            **LIMITS_SCHEMA,
+            "description": "Limits for all the keys of a project together.",
+        },
+    },
+)
+
+SERVICE_TIER_SCHEMA: Final[JSONSchema] = _resource(
+    "ServiceTier",
+    "A ServiceTier: request, token and concurrency limits per key and per project.",
+    SERVICE_TIER_SPEC_SCHEMA,
+)
+
 # --- registry ---------------------------------------------------------------------------------
 
 KINDS: Final[dict[str, JSONSchema]] = {
@@ -437,6 +483,7 @@ KINDS: Final[dict[str, JSONSchema]] = {
     "Endpoint": ENDPOINT_SCHEMA,
     "Policy": POLICY_SCHEMA,
     "PIIPolicy": PII_POLICY_SCHEMA,
+    "ServiceTier": SERVICE_TIER_SCHEMA,
 }
 """Every kind this version understands, to the JSON Schema of the whole resource."""
 

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Mapping
 
 from controlplane.errors import ConfigError, ConfigInvalid
-from controlplane.model import ConfigSet
+from controlplane.model import ConfigSet, Limits
 from controlplane.translate_envoy import (
     CLUSTER_HEADER,
     ENDPOINT_HEADER,
@@ -94,6 +94,7 @@ def translate(
                     for alias in endpoint.models
                 ],
                 pii_policy=endpoint.pii_policy or "",
+                service_tier=endpoint.service_tier or "",
             )
         )
     every_endpoint = [endpoint.name for endpoint in config.endpoints]
@@ -122,9 +123,25 @@ def translate(
                 max_scan_bytes=pii.max_scan_bytes,
             )
         )
+    for tier in sorted(config.service_tiers, key=lambda t: t.name):
+        runtime.service_tiers.append(
+            runtime_pb2.ServiceTier(
+                name=tier.name,
+                per_key=_rate_limits(tier.per_key),
+                per_project=_rate_limits(tier.per_project),
+            )
+        )
     if errors:
         raise ConfigInvalid(tuple(errors))
     runtime.revision = hashlib.sha256(runtime.SerializeToString(deterministic=True)).hexdigest()[
         :16
     ]
     return runtime
+
+
+def _rate_limits(limits: Limits) -> runtime_pb2.RateLimits:
+    return runtime_pb2.RateLimits(
+        requests_per_minute=limits.requests_per_minute,
+        tokens_per_minute=limits.tokens_per_minute,
+        concurrent_requests=limits.concurrent_requests,
+    )

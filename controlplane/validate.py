@@ -38,11 +38,13 @@ from controlplane.model import (
     BackendModel,
     ConfigSet,
     Endpoint,
+    Limits,
     ModelAlias,
     ModelTarget,
     PIIPolicy,
     Policy,
     Pricing,
+    ServiceTier,
 )
 from controlplane.schema import DURATION_PATTERN, ENV_VAR_PATTERN, KINDS, PATTERN_HINTS
 from weir.pii_types import DEFAULT_MAX_SCAN_BYTES
@@ -537,17 +539,22 @@ def _check_rego(doc: _Doc, spec: Mapping[str, Any], errors: _Errors) -> str | No
     return module.package
 
 
-def _check_pii_references(docs: Sequence[_Doc], errors: _Errors, partial: bool) -> None:
-    names = {d.raw_name for d in docs if d.kind == "PIIPolicy" and d.raw_name is not None}
+def _check_endpoint_references(
+    docs: Sequence[_Doc], errors: _Errors, partial: bool, field: str, kind: str
+) -> None:
+    """Each Endpoint's `spec.<field>` names a resource of `kind` that exists."""
+    names = {d.raw_name for d in docs if d.kind == kind and d.raw_name is not None}
     for doc in docs:
         if not (doc.readable and doc.kind == "Endpoint"):
             continue
-        name = _string(doc.spec(), "piiPolicy")
+        name = _string(doc.spec(), field)
         if name is not None and name not in names and not partial:
             defined = ", ".join(sorted(names)) or "none"
-            errors.add(
-                doc, ("spec", "piiPolicy"), f"unknown PIIPolicy {name!r} (defined: {defined})"
-            )
+            errors.add(doc, ("spec", field), f"unknown {kind} {name!r} (defined: {defined})")
+
+
+def _check_pii_references(docs: Sequence[_Doc], errors: _Errors, partial: bool) -> None:
+    _check_endpoint_references(docs, errors, partial, "piiPolicy", "PIIPolicy")
     for doc in docs:
         if not (doc.readable and doc.kind == "PIIPolicy"):
             continue
@@ -560,12 +567,17 @@ def _check_pii_references(docs: Sequence[_Doc], errors: _Errors, partial: bool) 
                 seen.add(kind)
 
 
+def _check_tier_references(docs: Sequence[_Doc], errors: _Errors, partial: bool) -> None:
+    _check_endpoint_references(docs, errors, partial, "serviceTier", "ServiceTier")
+
+
 _CHECKS: Final[list[Callable[[Sequence[_Doc], _Errors, bool], None]]] = [
     _check_unique_names,
     _check_backends,
     _check_endpoints,
     _check_policies,
     _check_pii_references,
+    _check_tier_references,
 ]
 
 # --- conversion (only of valid documents, once every check passed) ---------------------------
@@ -626,6 +638,7 @@ def _to_endpoint(doc: _Doc) -> Endpoint:
         ),
         source_file=doc.file,
         pii_policy=spec.get("piiPolicy"),
+        service_tier=spec.get("serviceTier"),
     )
 
 
@@ -659,11 +672,31 @@ def _to_pii_policy(doc: _Doc) -> PIIPolicy:
     )
 
 
+def _limits(spec: Any) -> Limits:
+    spec = spec if isinstance(spec, dict) else {}
+    return Limits(
+        requests_per_minute=int(spec.get("requestsPerMinute", 0)),
+        tokens_per_minute=int(spec.get("tokensPerMinute", 0)),
+        concurrent_requests=int(spec.get("concurrentRequests", 0)),
+    )
+
+
+def _to_service_tier(doc: _Doc) -> ServiceTier:
+    spec = doc.spec()
+    return ServiceTier(
+        name=doc.resource_name(),
+        per_key=_limits(spec.get("perKey")),
+        per_project=_limits(spec.get("perProject")),
+        source_file=doc.file,
+    )
+
+
 _CONVERTERS: Final[dict[str, Callable[[_Doc], object]]] = {
     "Backend": _to_backend,
     "Endpoint": _to_endpoint,
     "Policy": _to_policy,
     "PIIPolicy": _to_pii_policy,
+    "ServiceTier": _to_service_tier,
 }
 
 # --- entry point ------------------------------------------------------------------------------
@@ -688,4 +721,5 @@ def validate_documents(docs: Sequence[tuple[str, Any]], *, partial: bool = False
         endpoints=tuple(r for r in resources if isinstance(r, Endpoint)),
         policies=tuple(r for r in resources if isinstance(r, Policy)),
         pii_policies=tuple(r for r in resources if isinstance(r, PIIPolicy)),
+        service_tiers=tuple(r for r in resources if isinstance(r, ServiceTier)),
     )

@@ -29,9 +29,18 @@ from extproc.tool_calls import (
     calls_in_message,
     deltas_of,
 )
+from extproc.usage import is_usage_chunk
 
 MAX_RECORDED_CALLS: Final = 64
 _DONE: Final = b"[DONE]"
+_USAGE: Final = b'"usage":{'  # a chunk with usage (compact JSON, as providers send it)
+
+
+def _loads(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
 
 
 @dataclass(slots=True)
@@ -130,12 +139,19 @@ class StreamWatch:
         "held",
         "refusal",
         "rewriter",
+        "strip_usage",
         "usage",
     )
 
-    def __init__(self, check: ResponseCheck | None, rewriter: Rewriter | None = None) -> None:
+    def __init__(
+        self,
+        check: ResponseCheck | None,
+        rewriter: Rewriter | None = None,
+        strip_usage: bool = False,
+    ) -> None:
         self.check = check
         self.rewriter = rewriter
+        self.strip_usage = strip_usage  # Weir asked for the usage chunk: not the client's
         self.decoder = SSEDecoder()
         self.calls: dict[tuple[int, int], ToolCall] = {}
         self.content: dict[int, list[str]] = {}
@@ -158,9 +174,10 @@ class StreamWatch:
         if self.blocked:
             return b""
         events = self.decoder.feed_raw(chunk)
-        if self.check is None and self.rewriter is None:
+        if self.check is None and self.rewriter is None and not self.strip_usage:
             for _, event in events:
-                if event is not None and b"_call" in event.data:  # tool_calls, function_call
+                # tool_calls, function_call; the usage (not the `"usage": null` of each chunk)
+                if event is not None and (b"_call" in event.data or _USAGE in event.data):
                     self._follow(event)
             return None
         out: list[bytes] = []
@@ -193,6 +210,11 @@ class StreamWatch:
                 return
 
     def _on_event(self, raw: bytes, event: Event | None, out: list[bytes]) -> None:
+        if self.strip_usage and event is not None and b'"usage"' in event.data:
+            chunk = event.parsed if event.parsed is not None else _loads(event.data)
+            if is_usage_chunk(chunk):
+                self.usage = chunk["usage"]
+                return  # Weir's, not the client's
         if self.check is None:  # only rewritten: follow the calls, hold nothing
             if event is not None and event.data != _DONE and b"_call" in event.data:
                 self._follow(event)

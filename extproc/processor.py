@@ -30,6 +30,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_grpc
 
 from extproc import chat_completions, correlation
 from extproc.auth import INFERENCE_SCOPE, KeyIndexHolder, Principal, authorize
+from extproc.chat_completions import TOKEN_LIMIT_FIELDS
 from extproc.completion_watch import (
     MAX_RECORDED_CALLS,
     ResponseCheck,
@@ -66,6 +67,8 @@ from extproc.errors import (
     UnsupportedMediaType,
     UpstreamUnreadable,
 )
+from extproc.limit_store import MemoryStore
+from extproc.limits import Limiter, RateLimited, Usage, rate_limit_headers, refusal_headers
 from extproc.pii_request import ANONYMIZE, PiiScan, PiiSettings, copy_messages, enforce, scan
 from extproc.pii_response import SHOW_RAW_HEADER, StreamRewriter, restore_completion
 from extproc.policies import Decision, apply_patch, evaluate
@@ -74,6 +77,7 @@ from extproc.project_settings import ProjectSettingsHolder
 from extproc.records import RequestRecord
 from extproc.routes import EndpointRoutes, RouteTableHolder, Target
 from extproc.tool_calls import ToolCall
+from extproc.usage import DEFAULT_OUTPUT_RESERVATION, ask_for_usage, estimate_tokens
 
 log = logging.getLogger("weir.extproc")
 
@@ -110,6 +114,7 @@ class Exchange:
         "endpoint",
         "error_code",
         "finished",
+        "hold",
         "keys",
         "may_call_tools",
         "pii",
@@ -131,11 +136,14 @@ class Exchange:
         "started",
         "started_at",
         "status",
+        "strip_usage",
         "table",
+        "token_estimate",
         "tool_calls",
         "trace_id",
         "ttft_ms",
         "turn",
+        "usage",
         "watch",
     )
 
@@ -177,6 +185,10 @@ class Exchange:
         self.started = 0.0
         self.started_at = 0.0
         self.ttft_ms: float | None = None
+        self.hold: Usage | None = None  # what the tier's limits hold for this request
+        self.token_estimate = 0  # tokens reserved: prompt estimate + most output
+        self.strip_usage = False  # Weir asked a stream for usage the client did not
+        self.usage: Any = None  # the usage of a whole answer
         self.prescanned: Prescanned | None = None  # a large body, parsed ahead
         self.scanned: Scanned | None = None  # and scanned ahead
 
@@ -211,6 +223,7 @@ class Exchange:
         headers = self.correlation_headers()
         if isinstance(error, AuthenticationFailed):
             headers.append(("www-authenticate", b'Bearer realm="weir"'))
+        headers.extend(refusal_headers(error))
         return error_response(error, headers)
 
     def correlation_headers(self) -> list[tuple[str, bytes]]:
@@ -228,6 +241,7 @@ class Exchange:
         ]
         if self.clamped_from is not None:
             headers.append(("x-weir-max-tokens-clamped", str(self.clamped_from).encode()))
+        headers.extend(rate_limit_headers(self.hold))
         return headers
 
     # --- request headers ------------------------------------------------------------------
@@ -417,8 +431,15 @@ class Exchange:
         if anonymized is not None:
             body["messages"] = anonymized  # the provider sees tags only
         self.may_call_tools = bool(body.get("tools") or body.get("functions"))
+        tier = self.endpoint.tier  # as admitted at the headers
+        if tier is not None and tier.limits_tokens and body.get("stream") is True:
+            self.strip_usage = ask_for_usage(body)
         routed = chat_completions.route(endpoint, body, table, self.query, model, targets)
         self.routed = routed
+        if tier is not None and tier.limits_tokens:
+            most = next((body[f] for f in TOKEN_LIMIT_FIELDS if isinstance(body.get(f), int)), 0)
+            output = most or routed.target.max_output_tokens or DEFAULT_OUTPUT_RESERVATION
+            self.token_estimate = estimate_tokens(routed.body) + output
         self.clamped_from = routed.clamped_from
         common = ext.CommonResponse(
             header_mutation=header_mutation(routed.headers), clear_route_cache=True
@@ -535,7 +556,7 @@ class Exchange:
         media_type = content_type.split(b";", 1)[0].strip().lower()
         if media_type == b"text/event-stream":
             # Stream the body through chunk by chunk: never buffer an SSE response.
-            self.watch = StreamWatch(self.check, rewriter)
+            self.watch = StreamWatch(self.check, rewriter, strip_usage=self.strip_usage)
             return ext.ProcessingResponse(
                 response_headers=headers, mode_override=STREAM_RESPONSE_MODE
             )
@@ -543,7 +564,7 @@ class Exchange:
         if (
             self.check is not None
             or rewriter is not None
-            or (self.may_call_tools and media_type.endswith(b"json"))
+            or (media_type.endswith(b"json") and (self.may_call_tools or self.token_estimate))
         ):
             # The answer may hold tool calls (recorded) or meet response policies: it
             # comes whole, and is checked before any of it reaches the client.
@@ -591,6 +612,7 @@ class Exchange:
                 restore_completion(parsed, rewriter.scan, rewriter.restore, rewriter.show_raw)
             completion = completion_of(parsed)
             self.tool_calls = completion.calls
+            self.usage = completion.usage
             if self.check is not None:
                 self.check.run(
                     completion.choices, completion.calls, completion.usage, complete=True
@@ -624,6 +646,15 @@ class Exchange:
     def recorded_calls(self) -> list[ToolCall]:
         """The model's tool calls, also when the stream was cut short."""
         return self.watch.tool_calls() if self.watch is not None else self.tool_calls
+
+    def used_tokens(self) -> int | None:
+        """The tokens this request used, to settle its reservation: the provider's usage;
+        0 when it answered with an error (nothing generated); None when unknown."""
+        if self.routed is None or not 200 <= self.status < 300:
+            return 0
+        usage = self.watch.usage if self.watch is not None else self.usage
+        total = usage.get("total_tokens") if isinstance(usage, dict) else None
+        return total if isinstance(total, int) and total >= 0 else None
 
     def record(self) -> RequestRecord | None:
         """The request's record, once the exchange is over; None for what is not an API
@@ -689,6 +720,31 @@ class Scanned:
 
 
 class ExternalProcessor(ext_grpc.ExternalProcessorServicer):  # type: ignore[misc]
+    async def _limit(
+        self, exchange: Exchange, message: ext.ProcessingRequest, response: ext.ProcessingResponse
+    ) -> ext.ProcessingResponse:
+        """The tier's limits: a request and a concurrency slot once the headers are
+        accepted, its tokens once the body is routed. Over a limit: the 429 instead."""
+        endpoint, principal = exchange.endpoint, exchange.principal
+        tier = endpoint.tier if endpoint is not None else None
+        if tier is None or principal is None or endpoint is None:
+            return response
+        try:
+            if message.HasField("request_headers"):
+                exchange.hold = await self._limiter.admit(tier, principal.key_id, endpoint.project)
+            elif (
+                message.HasField("request_body")
+                and exchange.hold is not None
+                and exchange.token_estimate
+            ):
+                await self._limiter.reserve(
+                    tier, principal.key_id, endpoint.project, exchange.hold, exchange.token_estimate
+                )
+                # the token headers go on the answer: the body response cannot set them
+        except RateLimited as error:
+            return exchange.fail(error)
+        return response
+
     def __init__(
         self,
         routes: RouteTableHolder,
@@ -696,12 +752,15 @@ class ExternalProcessor(ext_grpc.ExternalProcessorServicer):  # type: ignore[mis
         records: RecordSink | None = None,
         settings: ProjectSettingsHolder | None = None,
         large_bodies: Executor | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self._routes = routes
         self._keys = keys
         self._records = records
         self._settings = settings or ProjectSettingsHolder()
         self._large_bodies = large_bodies or large_body_executor()
+        self._limiter = limiter or Limiter(MemoryStore())
+        self._settling: set[asyncio.Task[None]] = set()
 
     async def Process(
         self,
@@ -718,10 +777,19 @@ class ExternalProcessor(ext_grpc.ExternalProcessorServicer):  # type: ignore[mis
                 ):
                     body = message.request_body
                     await loop.run_in_executor(self._large_bodies, exchange.prescan, body)
-                yield exchange.handle(message)
+                response = exchange.handle(message)
+                if not exchange.finished:
+                    response = await self._limit(exchange, message, response)
+                yield response
                 if exchange.finished:
                     return
         finally:
+            if exchange.hold is not None:
+                settle = asyncio.ensure_future(
+                    self._limiter.finish(exchange.hold, exchange.used_tokens())
+                )
+                self._settling.add(settle)  # a reference until it is done
+                settle.add_done_callback(self._settling.discard)
             if self._records is not None:
                 record = exchange.record()
                 if record is not None:

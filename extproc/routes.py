@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from extproc.limits import Tier
 from extproc.pii_request import PiiPolicyInvalid, PiiSettings
 from extproc.policies import NO_POLICIES, EndpointPolicies, PolicyConfigInvalid, compile_policies
 from weir.config.v1 import runtime_pb2
@@ -43,6 +44,7 @@ class EndpointRoutes:
     models_body: bytes  # GET /v1/models, prerendered
     policies: EndpointPolicies = NO_POLICIES
     pii: PiiSettings | None = None
+    tier: Tier | None = None  # the ServiceTier whose limits apply
 
     def model_body(self, model: str) -> bytes | None:
         if model not in self.models:
@@ -91,8 +93,18 @@ class RouteTable:
                 pii[pii_policy.name] = PiiSettings.compile(pii_policy, ENTITY_TYPES)
         except PiiPolicyInvalid as error:
             raise RuntimeConfigInvalid(str(error)) from None
+        tiers: dict[str, Tier] = {}
+        for tier in config.service_tiers:
+            if not tier.name or tier.name in tiers:
+                raise RuntimeConfigInvalid(f"service tier {tier.name!r} has no name or is twice")
+            tiers[tier.name] = Tier.compile(tier)
         endpoints: dict[tuple[str, str], EndpointRoutes] = {}
         for endpoint in config.endpoints:
+            if endpoint.service_tier and endpoint.service_tier not in tiers:
+                raise RuntimeConfigInvalid(
+                    f"endpoint {endpoint.name!r} names unknown service tier "
+                    f"{endpoint.service_tier!r}"
+                )
             if endpoint.pii_policy and endpoint.pii_policy not in pii:
                 raise RuntimeConfigInvalid(
                     f"endpoint {endpoint.name!r} names unknown PII policy {endpoint.pii_policy!r}"
@@ -146,6 +158,7 @@ class RouteTable:
                 orjson.dumps(listing),
                 policies.get(endpoint.name, NO_POLICIES),
                 pii.get(endpoint.pii_policy) if endpoint.pii_policy else None,
+                tiers.get(endpoint.service_tier) if endpoint.service_tier else None,
             )
         return cls(
             config.revision,

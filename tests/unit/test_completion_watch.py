@@ -282,3 +282,24 @@ def test_the_final_check_sees_the_streams_usage() -> None:
     received = b"".join(run(watch, stream))
     assert b"too long" in received.partition(b"event: error")[2]
     assert b"[DONE]" not in received
+
+
+USAGE = {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}
+USAGE_EVENT = b"data: " + orjson.dumps({"id": "c", "choices": [], "usage": USAGE}) + b"\n\n"
+
+
+@pytest.mark.parametrize("with_check", [False, True])
+def test_usage_weir_asked_for_is_taken_and_kept_from_the_client(with_check: bool) -> None:
+    watch = StreamWatch(check() if with_check else None, strip_usage=True)
+    text = event({"content": "Hi"}) + event({}, finish="stop")
+    passed = [watch.feed(text), watch.feed(USAGE_EVENT + DONE, end_of_stream=True)]
+    assert passed[0] in (None, text)
+    assert passed[1] == DONE
+    assert watch.usage == USAGE
+
+
+def test_usage_the_client_asked_for_passes_and_is_read() -> None:
+    watch = StreamWatch(None)
+    assert watch.feed(event({"content": "Hi"})) is None
+    assert watch.feed(USAGE_EVENT + DONE, end_of_stream=True) is None
+    assert watch.usage == USAGE

@@ -32,7 +32,7 @@ def walk(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, 
 
 
 def test_kinds() -> None:
-    assert set(schema.KINDS) == {"Backend", "Endpoint", "Policy", "PIIPolicy"}
+    assert set(schema.KINDS) == {"Backend", "Endpoint", "Policy", "PIIPolicy", "ServiceTier"}
 
 
 @pytest.mark.parametrize("kind", sorted(schema.KINDS))
@@ -103,7 +103,8 @@ def test_schema_for_returns_a_copy() -> None:
 def test_schema_for_unknown_kind() -> None:
     with pytest.raises(
         KeyError,
-        match=r"unknown kind 'Gizmo' \(known kinds: Backend, Endpoint, PIIPolicy, Policy\)",
+        match=r"unknown kind .Gizmo. \(known kinds: Backend, Endpoint, PIIPolicy, Policy, "
+        r"ServiceTier\)",
     ):
         schema.schema_for("Gizmo")
 

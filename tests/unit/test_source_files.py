@@ -18,6 +18,7 @@ from controlplane.model import (
     BackendModel,
     ConfigSet,
     Endpoint,
+    Limits,
     ModelAlias,
     ModelTarget,
     Pricing,
@@ -151,13 +152,22 @@ def test_quickstart_loads() -> None:
         ),
         BackendModel(name="mock-gpt-mini"),
     )
-    (demo,) = config.endpoints
+    demo, trial = config.endpoints
     assert (demo.name, demo.project, demo.slug) == ("demo-chat", "demo", "chat")
     assert {alias.name: alias.targets for alias in demo.models} == {
         "gpt-4o-mini": (ModelTarget("mock", "mock-gpt-mini"),),
         "gpt-4o": (ModelTarget("mock", "mock-gpt"),),
         "mock-gpt": (ModelTarget("mock", "mock-gpt"),),
     }
+    # demo/trial serves the same models under the `trial` tier's limits
+    assert (trial.name, trial.slug, trial.service_tier) == ("demo-trial", "trial", "trial")
+    assert trial.models == demo.models
+    assert demo.service_tier is None
+    (tier,) = config.service_tiers
+    assert tier.per_key == Limits(
+        requests_per_minute=5, tokens_per_minute=2000, concurrent_requests=2
+    )
+    assert tier.per_project == Limits(requests_per_minute=60)
 
 
 def test_quickstart_needs_the_mock_url() -> None:

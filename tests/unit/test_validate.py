@@ -293,7 +293,7 @@ def test_every_error_is_reported_in_document_then_path_order() -> None:
         "b.yaml: Gizmo/?: apiVersion: unsupported apiVersion 'weir.dev/v1': "
         "expected 'weir.dev/v1alpha1'",
         "b.yaml: Gizmo/?: kind: unknown kind 'Gizmo': "
-        "expected one of: Backend, Endpoint, Policy, PIIPolicy",
+        "expected one of: Backend, Endpoint, Policy, PIIPolicy, ServiceTier",
         "b.yaml: ?/?: (resource): expected a mapping (a resource), got a list",
     ]
 
@@ -318,14 +318,14 @@ def test_missing_header_fields() -> None:
     assert errors_of([("x.yaml", {"metadata": {"name": "x"}, "spec": {}})]) == [
         "x.yaml: ?/x: apiVersion: required field is missing (use weir.dev/v1alpha1)",
         "x.yaml: ?/x: kind: required field is missing "
-        "(one of: Backend, Endpoint, Policy, PIIPolicy)",
+        "(one of: Backend, Endpoint, Policy, PIIPolicy, ServiceTier)",
     ]
 
 
 def test_non_string_kind() -> None:
     assert errors_of([("x.yaml", {"apiVersion": API, "kind": ["Backend"]})]) == [
         "x.yaml: ?/?: kind: unknown kind ['Backend']: "
-        "expected one of: Backend, Endpoint, Policy, PIIPolicy",
+        "expected one of: Backend, Endpoint, Policy, PIIPolicy, ServiceTier",
     ]
 
 

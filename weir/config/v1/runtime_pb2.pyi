@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RuntimeConfig(_message.Message):
-    __slots__ = ("revision", "backends", "endpoints", "cluster_header", "endpoint_header", "max_request_bytes", "policies", "pii_policies")
+    __slots__ = ("revision", "backends", "endpoints", "cluster_header", "endpoint_header", "max_request_bytes", "policies", "pii_policies", "service_tiers")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     BACKENDS_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,7 @@ class RuntimeConfig(_message.Message):
     MAX_REQUEST_BYTES_FIELD_NUMBER: _ClassVar[int]
     POLICIES_FIELD_NUMBER: _ClassVar[int]
     PII_POLICIES_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_TIERS_FIELD_NUMBER: _ClassVar[int]
     revision: str
     backends: _containers.RepeatedCompositeFieldContainer[Backend]
     endpoints: _containers.RepeatedCompositeFieldContainer[Endpoint]
@@ -25,7 +26,28 @@ class RuntimeConfig(_message.Message):
     max_request_bytes: int
     policies: _containers.RepeatedCompositeFieldContainer[Policy]
     pii_policies: _containers.RepeatedCompositeFieldContainer[PiiPolicy]
-    def __init__(self, revision: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[Backend, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., cluster_header: _Optional[str] = ..., endpoint_header: _Optional[str] = ..., max_request_bytes: _Optional[int] = ..., policies: _Optional[_Iterable[_Union[Policy, _Mapping]]] = ..., pii_policies: _Optional[_Iterable[_Union[PiiPolicy, _Mapping]]] = ...) -> None: ...
+    service_tiers: _containers.RepeatedCompositeFieldContainer[ServiceTier]
+    def __init__(self, revision: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[Backend, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., cluster_header: _Optional[str] = ..., endpoint_header: _Optional[str] = ..., max_request_bytes: _Optional[int] = ..., policies: _Optional[_Iterable[_Union[Policy, _Mapping]]] = ..., pii_policies: _Optional[_Iterable[_Union[PiiPolicy, _Mapping]]] = ..., service_tiers: _Optional[_Iterable[_Union[ServiceTier, _Mapping]]] = ...) -> None: ...
+
+class ServiceTier(_message.Message):
+    __slots__ = ("name", "per_key", "per_project")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PER_KEY_FIELD_NUMBER: _ClassVar[int]
+    PER_PROJECT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    per_key: RateLimits
+    per_project: RateLimits
+    def __init__(self, name: _Optional[str] = ..., per_key: _Optional[_Union[RateLimits, _Mapping]] = ..., per_project: _Optional[_Union[RateLimits, _Mapping]] = ...) -> None: ...
+
+class RateLimits(_message.Message):
+    __slots__ = ("requests_per_minute", "tokens_per_minute", "concurrent_requests")
+    REQUESTS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENT_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests_per_minute: int
+    tokens_per_minute: int
+    concurrent_requests: int
+    def __init__(self, requests_per_minute: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ..., concurrent_requests: _Optional[int] = ...) -> None: ...
 
 class PiiPolicy(_message.Message):
     __slots__ = ("name", "action", "entity_types", "art9_detect", "art9_action", "restore_responses", "max_scan_bytes")
@@ -122,18 +144,20 @@ class BackendModel(_message.Message):
     def __init__(self, name: _Optional[str] = ..., context_window: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., input_price: _Optional[float] = ..., cached_input_price: _Optional[float] = ..., output_price: _Optional[float] = ...) -> None: ...
 
 class Endpoint(_message.Message):
-    __slots__ = ("name", "project", "slug", "models", "pii_policy")
+    __slots__ = ("name", "project", "slug", "models", "pii_policy", "service_tier")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     SLUG_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
     PII_POLICY_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_TIER_FIELD_NUMBER: _ClassVar[int]
     name: str
     project: str
     slug: str
     models: _containers.RepeatedCompositeFieldContainer[ModelRoute]
     pii_policy: str
-    def __init__(self, name: _Optional[str] = ..., project: _Optional[str] = ..., slug: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelRoute, _Mapping]]] = ..., pii_policy: _Optional[str] = ...) -> None: ...
+    service_tier: str
+    def __init__(self, name: _Optional[str] = ..., project: _Optional[str] = ..., slug: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelRoute, _Mapping]]] = ..., pii_policy: _Optional[str] = ..., service_tier: _Optional[str] = ...) -> None: ...
 
 class ModelRoute(_message.Message):
     __slots__ = ("name", "targets")
