@@ -33,10 +33,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         for item in error.errors:
             print(f"  {item}", file=sys.stderr)
         return 1
-    print(
-        f"{args.directory}: OK ({len(config.backends)} Backend(s), "
-        f"{len(config.endpoints)} Endpoint(s), {len(config.policies)} Policy(ies))"
+    counts = (
+        (len(config.backends), "Backend(s)"),
+        (len(config.endpoints), "Endpoint(s)"),
+        (len(config.policies), "Policy(ies)"),
+        (len(config.pii_policies), "PIIPolicy(ies)"),
+        (len(config.service_tiers), "ServiceTier(s)"),
     )
+    print(f"{args.directory}: OK ({', '.join(f'{n} {kind}' for n, kind in counts)})")
     return 0
 
 

@@ -122,7 +122,9 @@ def test_validate_lists_every_error_and_exits_non_zero(tmp_path: Path) -> None:
         env={**os.environ, "WEIR_MOCK_LLM_URL": "http://127.0.0.1:9/v1"},
     )
     assert ok.returncode == 0, ok.stderr
-    assert "OK" in ok.stdout
+    assert ok.stdout.strip().endswith(
+        ": OK (1 Backend(s), 2 Endpoint(s), 1 Policy(ies), 1 PIIPolicy(ies), 1 ServiceTier(s))"
+    )
     backends = config / "backends.yaml"
     backends.write_text(
         backends.read_text()
