@@ -308,12 +308,7 @@ class StreamWatch:
         """Take in one chunk. Returns None if it carried no tool-call delta, else the
         calls whose arguments it completed (maybe none). Raises UpstreamUnreadable for a
         call too large to check."""
-        chunk = event.parsed
-        if chunk is None:
-            try:
-                chunk = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                return None
+        chunk = event.parsed if event.parsed is not None else _loads(event.data)
         if not isinstance(chunk, dict):
             return None
         if chunk.get("usage"):
