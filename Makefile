@@ -9,7 +9,7 @@ ARGS   ?=
 BUF_VERSION := 1.75.0
 BUF    := .tools/node_modules/.bin/buf
 
-.PHONY: install run test lint typecheck pytest proto bench docs clean
+.PHONY: install system-deps run test lint typecheck pytest proto bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,15 @@ install: $(STAMP)
 run: install
 	$(BIN)/weir up --config examples/quickstart $(ARGS)
 
-test: install lint typecheck pytest
+test: install system-deps lint typecheck pytest
+
+# Servers the tests run for real, from Debian packages: redis-server (shared rate limits).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-deps:
+	@command -v redis-server >/dev/null || { \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
+			redis-server; }
 
 lint: install $(BUF)
 	$(BIN)/ruff check .

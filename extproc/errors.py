@@ -18,6 +18,9 @@ class GatewayError(Exception):
     status: int = 500
     error_type: str = "server_error"
     code: str | None = None
+    # Seconds after which a retry may succeed: `retry_after` in the envelope and the
+    # Retry-After header. None: not retryable.
+    retry_after: int | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
         super().__init__(message)
@@ -27,14 +30,15 @@ class GatewayError(Exception):
             self.code = code
 
     def envelope(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.error_type,
-                "param": self.param,
-                "code": self.code,
-            }
+        error: dict[str, Any] = {
+            "message": self.message,
+            "type": self.error_type,
+            "param": self.param,
+            "code": self.code,
         }
+        if self.retry_after is not None:
+            error["retry_after"] = self.retry_after
+        return {"error": error}
 
     def body(self) -> bytes:
         return orjson.dumps(self.envelope())

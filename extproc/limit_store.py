@@ -4,7 +4,8 @@ Every limit is a counter with a ceiling. `take` is the one operation that admits
 checks that each counter is still below its ceiling and, only if all are, adds to each,
 as one atomic step, so that concurrent requests can never all pass the same check.
 `add` adjusts counters unconditionally (settling tokens, releasing a concurrency slot).
-A shared store (Redis) implements the same two operations as server-side scripts.
+A shared store (extproc.redis_store) implements the same two operations as server-side
+scripts, and raises StoreUnavailable when it cannot be reached.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ class Counter:
     limit: int  # admit while the counter is below this
     amount: int  # what an admitted request adds
     expires_at: float | None  # the end of its window (epoch seconds); None: never
+    # A concurrency slot names the request that holds it, so that a shared store can
+    # release exactly that slot, and drop it after `lease_s` if its holder died.
+    holder: str = ""
+    lease_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,15 +35,25 @@ class Taken:
     refused: int = -1  # the index of the first counter at its limit
 
 
+class StoreUnavailable(Exception):
+    """The store could not be reached (or did not answer in time); nothing was taken."""
+
+
 class LimitStore(Protocol):
+    where: str  # for logs: where the counters live (never a password)
+
     async def take(self, counters: Sequence[Counter]) -> Taken: ...
 
     async def add(self, counters: Sequence[Counter]) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class MemoryStore:
     """The embedded default: counters in this process (exact for one ext_proc replica).
     Expired windows are dropped as they are met and in a sweep every minute."""
+
+    where = "this process"
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
@@ -86,3 +101,6 @@ class MemoryStore:
                 self._values.pop(counter.key, None)
             else:
                 self._values[counter.key] = (value, counter.expires_at)
+
+    async def close(self) -> None:
+        self._values.clear()

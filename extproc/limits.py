@@ -7,22 +7,37 @@ admitted while every counter is below its limit, so under any concurrency the to
 admitted in a window never exceed the limit by more than one request's reservation.
 Windows are fixed minutes. Every answer then carries the X-RateLimit-* headers of the
 most constrained scope.
+
+When the shared store cannot be reached, the limiter fails open by default: it goes on
+enforcing every limit with this replica's own counters (so with N replicas a client may
+get up to N times its limit until the store is back). Failing closed instead answers
+503 rate_limits_unavailable, and nothing is forwarded while the store is down.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final, Literal
 
 from extproc.errors import GatewayError
-from extproc.limit_store import Counter, LimitStore
+from extproc.limit_store import Counter, LimitStore, MemoryStore, StoreUnavailable, Taken
+from extproc.metrics import rate_limit_checked
 from weir.config.v1 import runtime_pb2
+
+log = logging.getLogger("weir.extproc.limits")
 
 WINDOW_S: Final = 60
 WARNING_AT: Final = 0.8  # X-RateLimit-Warning once a scope has used more than this
+# A concurrency slot whose holder vanished (a replica killed mid-request) is freed by a
+# shared store after this long.
+DEFAULT_LEASE_S: Final = 900.0
+
+FailureMode = Literal["open", "closed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +89,14 @@ class RateLimited(GatewayError):
         self.error_type = kind  # "requests" or "tokens", as the OpenAI API says
         self.reading = reading  # the limit that refused, for the X-RateLimit-* headers
 
-    def envelope(self) -> dict[str, Any]:
-        envelope = super().envelope()
-        envelope["error"]["retry_after"] = self.retry_after
-        return envelope
+
+class LimitsUnavailable(GatewayError):
+    """503: the shared rate-limit store is unreachable and the gateway fails closed."""
+
+    status = 503
+    error_type = "server_error"
+    code = "rate_limits_unavailable"
+    retry_after = 1
 
 
 @dataclass(slots=True)
@@ -99,6 +118,10 @@ class Usage:
 
     concurrency: list[Counter] = field(default_factory=list)  # to give back
     tokens: list[Counter] = field(default_factory=list)  # as reserved
+    holder: str = field(default_factory=lambda: secrets.token_hex(8))  # names its slots
+    # The store each was taken from (the local one while the shared one is down).
+    concurrency_store: LimitStore | None = None
+    tokens_store: LimitStore | None = None
     reserved: int = 0
     requests: Reading | None = None  # the most constrained scope, for the headers
     token_reading: Reading | None = None
@@ -110,11 +133,41 @@ def _tightest(readings: list[Reading]) -> Reading | None:
 
 
 class Limiter:
-    """Applies a tier's limits through a store."""
+    """Applies a tier's limits through a store; see the module's note on failures."""
 
-    def __init__(self, store: LimitStore, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: LimitStore,
+        clock: Callable[[], float] = time.time,
+        on_store_failure: FailureMode = "open",
+        lease_s: float = DEFAULT_LEASE_S,
+    ) -> None:
         self.store = store
         self.clock = clock
+        self.on_store_failure = on_store_failure
+        self.lease_s = lease_s
+        self._local: MemoryStore | None = None
+
+    async def _take(self, tier: Tier, counters: list[Counter]) -> tuple[LimitStore, Taken]:
+        store = self.store
+        try:
+            taken = await store.take(counters)
+        except StoreUnavailable as error:
+            if self.on_store_failure == "closed":
+                rate_limit_checked(tier.name, "unavailable")
+                raise LimitsUnavailable(
+                    "Rate limits cannot be checked right now (the shared rate-limit store is "
+                    "unreachable), so the request was not forwarded. Retry in 1 s."
+                ) from error
+            if self._local is None:
+                self._local = MemoryStore(self.clock)
+            store = self._local
+            taken = await store.take(counters)
+        if not taken.admitted:
+            rate_limit_checked(tier.name, "refused")
+        else:
+            rate_limit_checked(tier.name, "admitted" if store is self.store else "local")
+        return store, taken
 
     def _window(self) -> tuple[int, float, int]:
         now = self.clock()
@@ -123,8 +176,10 @@ class Limiter:
         return window, float(end), max(1, math.ceil(end - now))
 
     async def admit(self, tier: Tier, key_id: str, project: str) -> Usage:
-        """Take a request and a concurrency slot in every scope. Raises RateLimited."""
+        """Take a request and a concurrency slot in every scope. Raises RateLimited (or
+        LimitsUnavailable when failing closed)."""
         window, end, reset_s = self._window()
+        usage = Usage()
         counters: list[Counter] = []
         kinds: list[tuple[str, str, int]] = []  # (scope, what, limit) per counter
         for scope, prefix, limits in tier.scopes(key_id, project):
@@ -134,12 +189,20 @@ class Limiter:
                 )
                 kinds.append((scope, "requests per minute", limits.requests_per_minute))
             if limits.concurrent_requests:
-                counters.append(Counter(f"{prefix}:inflight", limits.concurrent_requests, 1, None))
+                counters.append(
+                    Counter(
+                        f"{prefix}:inflight",
+                        limits.concurrent_requests,
+                        1,
+                        None,
+                        usage.holder,
+                        self.lease_s,
+                    )
+                )
                 kinds.append((scope, "concurrent requests", limits.concurrent_requests))
-        usage = Usage()
         if not counters:
             return usage
-        taken = await self.store.take(counters)
+        store, taken = await self._take(tier, counters)
         if not taken.admitted:
             scope, what, limit = kinds[taken.refused]
             used = taken.values[taken.refused]
@@ -153,8 +216,9 @@ class Limiter:
                 Reading(limit, used, reset_s) if per_minute else None,
             )
         usage.concurrency = [
-            Counter(c.key, c.limit, -1, None) for c in counters if c.expires_at is None
+            Counter(c.key, c.limit, -1, None, c.holder) for c in counters if c.holder
         ]
+        usage.concurrency_store = store
         readings = [
             Reading(limit, value, reset_s)
             for (_, what, limit), value in zip(kinds, taken.values, strict=True)
@@ -177,7 +241,7 @@ class Limiter:
                 kinds.append((scope, limits.tokens_per_minute))
         if not counters:
             return
-        taken = await self.store.take(counters)
+        store, taken = await self._take(tier, counters)
         if not taken.admitted:
             scope, limit = kinds[taken.refused]
             used = taken.values[taken.refused]
@@ -190,6 +254,7 @@ class Limiter:
                 Reading(limit, used, reset_s),
             )
         usage.tokens = counters
+        usage.tokens_store = store
         usage.reserved = tokens
         usage.token_reading = _tightest(
             [
@@ -204,12 +269,22 @@ class Limiter:
         if usage.done:
             return
         usage.done = True
-        adjust = list(usage.concurrency)
-        if used_tokens is not None and usage.tokens:
+        settle = []
+        if used_tokens is not None and usage.tokens and used_tokens != usage.reserved:
             delta = used_tokens - usage.reserved
-            adjust += [Counter(c.key, c.limit, delta, c.expires_at) for c in usage.tokens]
-        if adjust:
-            await self.store.add(adjust)
+            settle = [Counter(c.key, c.limit, delta, c.expires_at) for c in usage.tokens]
+        if usage.concurrency_store is usage.tokens_store:
+            changes = [(usage.concurrency_store, usage.concurrency + settle)]
+        else:
+            changes = [(usage.concurrency_store, usage.concurrency), (usage.tokens_store, settle)]
+        for store, counters in changes:
+            if store is None or not counters:
+                continue
+            try:
+                await store.add(counters)
+            except StoreUnavailable:
+                # The slots' leases free them; the reservation stands (the safe side).
+                log.debug("could not settle a request's limits: the store is unreachable")
 
 
 def rate_limit_headers(usage: Usage | None) -> list[tuple[str, bytes]]:
@@ -239,11 +314,12 @@ def rate_limit_headers(usage: Usage | None) -> list[tuple[str, bytes]]:
 
 
 def refusal_headers(error: GatewayError) -> list[tuple[str, bytes]]:
-    """Retry-After, and the X-RateLimit-* headers of the limit that refused, for a 429."""
-    if not isinstance(error, RateLimited):
+    """Retry-After for a retryable error, and for a 429 the X-RateLimit-* headers of the
+    limit that refused."""
+    if error.retry_after is None:
         return []
     headers = [("retry-after", str(error.retry_after).encode())]
-    if error.reading is not None:
+    if isinstance(error, RateLimited) and error.reading is not None:
         usage = Usage()
         if error.error_type == "tokens":
             usage.token_reading = error.reading

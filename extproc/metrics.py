@@ -32,6 +32,20 @@ POLICY_DECISIONS: Final = Counter(
 )
 
 
+RATE_LIMIT_CHECKS: Final = Counter(
+    "weir_rate_limit_checks",
+    "Rate-limit checks by service tier and result: admitted, refused (429), local "
+    "(admitted on this replica's own counters: the shared store was unreachable) or "
+    "unavailable (503: the shared store was unreachable and limits fail closed).",
+    ("tier", "result"),
+    registry=REGISTRY,
+)
+
+
+def rate_limit_checked(tier: str, result: str) -> None:
+    RATE_LIMIT_CHECKS.labels(tier, result).inc()
+
+
 def policy_decided(policy: str, stage: str, result: str) -> None:
     POLICY_DECISIONS.labels(policy, stage, result).inc()
 

@@ -68,7 +68,7 @@ from extproc.errors import (
     UpstreamUnreadable,
 )
 from extproc.limit_store import MemoryStore
-from extproc.limits import Limiter, RateLimited, Usage, rate_limit_headers, refusal_headers
+from extproc.limits import Limiter, Usage, rate_limit_headers, refusal_headers
 from extproc.pii_request import ANONYMIZE, PiiScan, PiiSettings, copy_messages, enforce, scan
 from extproc.pii_response import SHOW_RAW_HEADER, StreamRewriter, restore_completion
 from extproc.policies import Decision, apply_patch, evaluate
@@ -741,7 +741,7 @@ class ExternalProcessor(ext_grpc.ExternalProcessorServicer):  # type: ignore[mis
                     tier, principal.key_id, endpoint.project, exchange.hold, exchange.token_estimate
                 )
                 # the token headers go on the answer: the body response cannot set them
-        except RateLimited as error:
+        except GatewayError as error:  # RateLimited, or LimitsUnavailable failing closed
             return exchange.fail(error)
         return response
 

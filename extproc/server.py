@@ -26,6 +26,8 @@ from extproc.config_client import (
     runtime_subscription,
     settings_subscription,
 )
+from extproc.limit_store import LimitStore, MemoryStore
+from extproc.limits import FailureMode, Limiter
 from extproc.metrics import serve_metrics
 from extproc.processor import ExternalProcessor
 from extproc.project_settings import ProjectSettingsHolder
@@ -47,6 +49,12 @@ class ExtProcSettings:
     records_path: Path | None = None
     # host:port of the Prometheus /metrics endpoint; None: not served.
     metrics_address: str | None = None
+    # Where rate-limit counters live: None for this process; a redis:// URL to share
+    # them with every replica.
+    redis_url: str | None = None
+    # With Redis unreachable: "open" keeps limiting with this replica's own counters,
+    # "closed" answers 503 (extproc.limits).
+    limit_store_failure: FailureMode = "open"
 
 
 class ExtProcServer:
@@ -69,6 +77,13 @@ class ExtProcServer:
         self.records = (
             RecordWriter(settings.records_path) if settings.records_path is not None else None
         )
+        self.limit_store: LimitStore
+        if settings.redis_url is not None:
+            from extproc.redis_store import RedisStore
+
+            self.limit_store = RedisStore(settings.redis_url)
+        else:
+            self.limit_store = MemoryStore()
         self._stopping = asyncio.Event()
         self.bound_port = 0
 
@@ -88,7 +103,15 @@ class ExtProcServer:
             ]
         )
         ext_grpc.add_ExternalProcessorServicer_to_server(
-            ExternalProcessor(self.routes, self.keys, self.records, self.project_settings),
+            ExternalProcessor(
+                self.routes,
+                self.keys,
+                self.records,
+                self.project_settings,
+                limiter=Limiter(
+                    self.limit_store, on_store_failure=self.settings.limit_store_failure
+                ),
+            ),
             server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -103,7 +126,11 @@ class ExtProcServer:
         if self.settings.metrics_address is not None:
             metrics, _ = serve_metrics(self.settings.metrics_address)
         await server.start()
-        log.info("ext_proc listening on %s", self.settings.listen)
+        log.info(
+            "ext_proc listening on %s; rate-limit counters in %s",
+            self.settings.listen,
+            self.limit_store.where,
+        )
         client = asyncio.create_task(self.client.run())
         try:
             await self._stopping.wait()
@@ -115,6 +142,7 @@ class ExtProcServer:
                 metrics.shutdown()
             if self.records is not None:
                 await asyncio.to_thread(self.records.close)
+            await self.limit_store.close()
             log.info("ext_proc stopped")
 
     def stop(self) -> None:

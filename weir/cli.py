@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from weir import keys_cli, policy_cli
+from weir.supervisor import REDIS_URL_ENV
 
 
 def _logging(verbose: bool = False) -> None:
@@ -78,6 +79,8 @@ def _cmd_extproc(args: argparse.Namespace) -> int:
                 args.node_id,
                 records_path=records,
                 metrics_address=args.metrics_address,
+                redis_url=os.environ.get(REDIS_URL_ENV) or None,
+                limit_store_failure=args.limit_store_failure,
             )
         )
     )
@@ -174,6 +177,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
         mock_tpot_ms=args.mock_tpot_ms,
         max_request_bytes=args.max_request_bytes,
         extproc_message_timeout_ms=args.extproc_message_timeout_ms,
+        redis_url=args.redis_url,
+        limit_store_failure=args.limit_store_failure,
         verbose=args.verbose,
     )
     return asyncio.run(
@@ -189,6 +194,16 @@ def _in_range(low: int, high: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _limit_store_failure_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--limit-store-failure",
+        choices=("open", "closed"),
+        default="open",
+        help="with Redis unreachable: open = keep limiting with each replica's own "
+        "counters; closed = answer 503 and forward nothing",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,6 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=5000,
         help="how long Envoy waits for each ext_proc reply",
     )
+    up.add_argument(
+        "--redis-url",
+        default=os.environ.get(REDIS_URL_ENV) or None,
+        help="share rate-limit counters of every ext_proc replica in this Redis "
+        f"(redis://[:password@]host:port/db; default ${REDIS_URL_ENV}; unset: in-process)",
+    )
+    _limit_store_failure_flag(up)
     up.add_argument("--mock-ttft-ms", type=float, default=0.0)
     up.add_argument("--mock-tpot-ms", type=float, default=0.0)
     up.add_argument("-v", "--verbose", action="store_true", help="echo every part's output")
@@ -260,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     extproc.add_argument(
         "--metrics-address", help="host:port to serve Prometheus metrics on (GET /metrics)"
     )
+    _limit_store_failure_flag(extproc)
     extproc.add_argument("-v", "--verbose", action="store_true")
     extproc.set_defaults(func=_cmd_extproc)
 

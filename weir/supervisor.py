@@ -31,6 +31,8 @@ from weir.envoy_launch import envoy_argv, write_bootstrap
 from weir.ports import free_port, port_in_use
 
 _PR_SET_PDEATHSIG = 1
+# The environment variable that gives ext_proc its Redis URL (it may hold a password).
+REDIS_URL_ENV = "WEIR_REDIS_URL"
 
 
 class StartupFailed(Exception):
@@ -166,6 +168,10 @@ class UpSettings:
     mock_tpot_ms: float = 0.0
     max_request_bytes: int = 8 * 1024 * 1024
     extproc_message_timeout_ms: int = 5000
+    # Rate-limit counters shared by the ext_proc replicas (passed in their environment,
+    # never on a command line); None: each replica counts alone.
+    redis_url: str | None = None
+    limit_store_failure: str = "open"
     verbose: bool = False
     ready_timeout_s: float = 30.0
 
@@ -240,6 +246,9 @@ class Stack:
         self.settings = settings
         self.parts: list[Part] = []
         self.env = dict(os.environ)
+        self.env.pop(REDIS_URL_ENV, None)
+        if settings.redis_url:
+            self.env[REDIS_URL_ENV] = settings.redis_url
         self.management_url = ""
         self.metrics_urls: list[str] = []
 
@@ -340,6 +349,8 @@ class Stack:
                     str(store),
                     "--metrics-address",
                     f"127.0.0.1:{metrics_port}",
+                    "--limit-store-failure",
+                    s.limit_store_failure,
                 ],
                 True,
                 _grpc_serving(f"127.0.0.1:{port}", "weir.extproc"),
@@ -412,6 +423,11 @@ def ready_message(
     for i, url in enumerate(metrics_urls):
         which = "" if len(metrics_urls) == 1 else f" (extproc-{i})"
         lines.append(f"  Metrics:   {url}{which}")
+    if settings.redis_url:
+        lines.append(
+            f"  Rate limits: counted in Redis, shared by {settings.extproc_replicas} ext_proc "
+            f"replica(s); with Redis unreachable they fail {settings.limit_store_failure}"
+        )
     state = f" --state-dir {settings.state_dir}" if settings.state_dir != Path(".weir") else ""
     if endpoints:
         project, slug, models = endpoints[0]

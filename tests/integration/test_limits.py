@@ -132,14 +132,8 @@ def test_a_stream_carries_the_headers_and_weir_asks_for_usage_the_client_never_s
     assert len(usage) == 1 and usage[0].total_tokens > 0
 
 
-def test_the_tokens_admitted_under_64_concurrent_requests_stay_within_the_limit(
-    stack: WeirUp,
-) -> None:
-    """1,000 tokens a minute: each request reserves its prompt estimate plus max_tokens,
-    and is admitted only while the key is under its limit. Whatever the interleaving,
-    the tokens of the admitted requests exceed 1,000 by at most one request's worth."""
-    early_in_a_minute(30)
-    client = sdk(stack, fresh_key(stack), "tpm")
+def at_once(client: openai.OpenAI, count: int) -> list[tuple[int, int]]:
+    """`count` requests at once (max_tokens 40): (status, total tokens) of each."""
 
     def one(_: int) -> tuple[int, int]:
         try:
@@ -152,8 +146,18 @@ def test_the_tokens_admitted_under_64_concurrent_requests_stay_within_the_limit(
         assert completion.usage is not None
         return 200, completion.usage.total_tokens
 
-    with ThreadPoolExecutor(64) as pool:
-        outcomes = list(pool.map(one, range(64)))
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_the_tokens_admitted_under_64_concurrent_requests_stay_within_the_limit(
+    stack: WeirUp,
+) -> None:
+    """1,000 tokens a minute: each request reserves its prompt estimate plus max_tokens,
+    and is admitted only while the key is under its limit. Whatever the interleaving,
+    the tokens of the admitted requests exceed 1,000 by at most one request's worth."""
+    early_in_a_minute(30)
+    outcomes = at_once(sdk(stack, fresh_key(stack), "tpm"), 64)
     admitted = [tokens for status, tokens in outcomes if status == 200]
     refused = [status for status, _ in outcomes if status == 429]
     assert admitted and refused
