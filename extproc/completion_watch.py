@@ -34,6 +34,7 @@ from extproc.usage import is_usage_chunk
 MAX_RECORDED_CALLS: Final = 64
 _DONE: Final = b"[DONE]"
 _USAGE: Final = b'"usage":{'  # a chunk with usage (compact JSON, as providers send it)
+_NO_USAGE: Final = b'"usage":null'  # every chunk before it, when usage was asked for
 
 
 def _loads(data: bytes) -> Any:
@@ -132,6 +133,7 @@ class StreamWatch:
         "blocked",
         "calls",
         "check",
+        "chunks",
         "content",
         "decoder",
         "finals",
@@ -158,6 +160,7 @@ class StreamWatch:
         self.refusal: dict[int, list[str]] = {}
         self.finals: dict[int, str] = {}  # choice -> finish_reason
         self.usage: Any = None
+        self.chunks = 0  # events received, [DONE] included: to estimate usage if need be
         self.held: list[bytes] = []
         self.blocked = False
         self.finished = False  # the final message was checked
@@ -174,6 +177,7 @@ class StreamWatch:
         if self.blocked:
             return b""
         events = self.decoder.feed_raw(chunk)
+        self.chunks += len(events)
         if self.check is None and self.rewriter is None and not self.strip_usage:
             for _, event in events:
                 # tool_calls, function_call; the usage (not the `"usage": null` of each chunk)
@@ -210,7 +214,12 @@ class StreamWatch:
                 return
 
     def _on_event(self, raw: bytes, event: Event | None, out: list[bytes]) -> None:
-        if self.strip_usage and event is not None and b'"usage"' in event.data:
+        if (
+            self.strip_usage
+            and event is not None
+            and b'"usage"' in event.data
+            and _NO_USAGE not in event.data
+        ):
             chunk = event.parsed if event.parsed is not None else _loads(event.data)
             if is_usage_chunk(chunk):
                 self.usage = chunk["usage"]

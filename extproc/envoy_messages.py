@@ -114,12 +114,17 @@ def _response_body_mode(body_mode: int) -> processing_mode_pb2.ProcessingMode:
     return mode
 
 
-def whole_body_replacement(body: bytes) -> ext.ProcessingResponse:
-    """Answer a BUFFERED response body with another one, and its length."""
+def whole_body_replacement(
+    body: bytes, headers: list[tuple[str, bytes]] | None = None
+) -> ext.ProcessingResponse:
+    """Answer a BUFFERED response body with another one, its length and `headers` (the
+    response headers are still held, so they can change)."""
     return ext.ProcessingResponse(
         response_body=ext.BodyResponse(
             response=ext.CommonResponse(
-                header_mutation=header_mutation([("content-length", str(len(body)).encode())]),
+                header_mutation=header_mutation(
+                    [("content-length", str(len(body)).encode()), *(headers or [])]
+                ),
                 body_mutation=ext.BodyMutation(body=body),
             )
         )

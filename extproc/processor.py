@@ -29,6 +29,14 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ext
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_grpc
 
 from extproc import chat_completions, correlation
+from extproc.accounting import (
+    Metered,
+    completion_tokens_of,
+    estimated,
+    metadata,
+    reported,
+    usage_headers,
+)
 from extproc.auth import INFERENCE_SCOPE, KeyIndexHolder, Principal, authorize
 from extproc.chat_completions import TOKEN_LIMIT_FIELDS
 from extproc.completion_watch import (
@@ -117,6 +125,7 @@ class Exchange:
         "hold",
         "keys",
         "may_call_tools",
+        "metered",
         "pii",
         "pii_scan",
         "prescanned",
@@ -189,6 +198,7 @@ class Exchange:
         self.token_estimate = 0  # tokens reserved: prompt estimate + most output
         self.strip_usage = False  # Weir asked a stream for usage the client did not
         self.usage: Any = None  # the usage of a whole answer
+        self.metered: Metered | None = None  # its usage as counted (or estimated)
         self.prescanned: Prescanned | None = None  # a large body, parsed ahead
         self.scanned: Scanned | None = None  # and scanned ahead
 
@@ -241,6 +251,8 @@ class Exchange:
         ]
         if self.clamped_from is not None:
             headers.append(("x-weir-max-tokens-clamped", str(self.clamped_from).encode()))
+        if self.endpoint is not None and self.endpoint.tier is not None:
+            headers.append(("x-weir-service-tier", self.endpoint.tier.name.encode()))
         headers.extend(rate_limit_headers(self.hold))
         return headers
 
@@ -432,7 +444,7 @@ class Exchange:
             body["messages"] = anonymized  # the provider sees tags only
         self.may_call_tools = bool(body.get("tools") or body.get("functions"))
         tier = self.endpoint.tier  # as admitted at the headers
-        if tier is not None and tier.limits_tokens and body.get("stream") is True:
+        if body.get("stream") is True:  # for the record, its cost and the tier's limits
             self.strip_usage = ask_for_usage(body)
         routed = chat_completions.route(endpoint, body, table, self.query, model, targets)
         self.routed = routed
@@ -561,13 +573,10 @@ class Exchange:
                 response_headers=headers, mode_override=STREAM_RESPONSE_MODE
             )
         self.rewriter = rewriter
-        if (
-            self.check is not None
-            or rewriter is not None
-            or (media_type.endswith(b"json") and (self.may_call_tools or self.token_estimate))
-        ):
-            # The answer may hold tool calls (recorded) or meet response policies: it
-            # comes whole, and is checked before any of it reaches the client.
+        if self.check is not None or rewriter is not None or media_type.endswith(b"json"):
+            # The answer comes whole: its usage and cost go in its headers and its `weir`
+            # object; its tool calls are recorded; response policies check it before any
+            # of it reaches the client.
             self.buffered = True
             return ext.ProcessingResponse(
                 response_headers=headers, mode_override=BUFFER_RESPONSE_MODE
@@ -617,9 +626,51 @@ class Exchange:
                 self.check.run(
                     completion.choices, completion.calls, completion.usage, complete=True
                 )
-            if self.rewriter is not None:
-                return whole_body_replacement(orjson.dumps(parsed))
+            return self.account(message.body, parsed, completion.choices)
         return CONTINUE_RESPONSE_BODY
+
+    def account(
+        self, body: bytes, parsed: dict[str, Any], choices: list[dict[str, Any]]
+    ) -> ext.ProcessingResponse:
+        """A whole answer with its usage and cost: in headers, and in a `weir` object
+        added to the body (after any change made to `parsed`)."""
+        routed = self.routed
+        assert routed is not None
+        metered = reported(self.usage) or estimated(routed.body, completion_tokens_of(choices))
+        self.metered = metered
+        cost = metered.cost(routed.target.prices)
+        tier = self.endpoint.tier if self.endpoint is not None else None
+        weir = orjson.dumps(
+            metadata(
+                self.request_id,
+                routed.target.backend,
+                routed.target.model,
+                tier.name if tier is not None else None,
+                (time.perf_counter() - self.started) * 1000,
+                metered,
+                cost,
+            )
+        )
+        end = body.rstrip().rfind(b"}")
+        if self.rewriter is None and "weir" not in parsed and end > 0:
+            # Spliced in: the provider's bytes otherwise pass as they came.
+            head = body[:end].rstrip()
+            separator = b"" if head.endswith(b"{") else b","
+            new_body = head + separator + b'"weir":' + weir + b"}"
+        else:
+            parsed["weir"] = orjson.Fragment(weir)
+            new_body = orjson.dumps(parsed)
+        return whole_body_replacement(new_body, usage_headers(metered, cost))
+
+    def answer_usage(self) -> Metered | None:
+        """The usage of a routed answer, once it is over: counted when the body was
+        buffered, else from a stream's usage chunk or estimated from its chunks."""
+        if self.metered is not None or self.routed is None or not 200 <= self.status < 300:
+            return self.metered
+        watch = self.watch
+        if watch is None:
+            return None
+        return reported(watch.usage) or estimated(self.routed.body, max(0, watch.chunks - 1))
 
     # --- the record -----------------------------------------------------------------------
 
@@ -664,6 +715,8 @@ class Exchange:
         routed = self.routed
         if not self.session_id:
             self.session_id = correlation.new_session_id()
+        tier = self.endpoint.tier if self.endpoint is not None else None
+        metered = self.answer_usage()
         return RequestRecord(
             request_id=self.request_id,
             trace_id=self.trace_id,
@@ -685,6 +738,12 @@ class Exchange:
             policy_decisions=[decision.as_record() for decision in self.decisions],
             pii=self.pii_record(),
             tool_calls=self.tool_call_records(),
+            tier=tier.name if tier is not None else None,
+            prompt_tokens=metered.prompt_tokens if metered else None,
+            completion_tokens=metered.completion_tokens if metered else None,
+            cached_tokens=metered.cached_tokens if metered else None,
+            usage_estimated=metered.estimated if metered else None,
+            cost_usd=round(metered.cost(routed.target.prices), 10) if metered and routed else None,
         )
 
 

@@ -49,6 +49,12 @@ COLUMNS: Final = (
     "policy_decisions",
     "tool_calls",
     "pii",
+    "tier",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "usage_estimated",
+    "cost_usd",
 )
 
 # Columns added after the first release: ALTERed into older tables when opened.
@@ -56,6 +62,12 @@ ADDED_COLUMNS: Final = {
     "policy_decisions": "TEXT NOT NULL DEFAULT '[]'",
     "tool_calls": "TEXT NOT NULL DEFAULT '[]'",
     "pii": "TEXT NOT NULL DEFAULT '{}'",
+    "tier": "TEXT",
+    "prompt_tokens": "INTEGER",
+    "completion_tokens": "INTEGER",
+    "cached_tokens": "INTEGER",
+    "usage_estimated": "INTEGER",
+    "cost_usd": "REAL",
 }
 
 DDL: Final = (
@@ -80,7 +92,13 @@ DDL: Final = (
     error_code TEXT,
     policy_decisions TEXT NOT NULL DEFAULT '[]',
     tool_calls TEXT NOT NULL DEFAULT '[]',
-    pii TEXT NOT NULL DEFAULT '{{}}'
+    pii TEXT NOT NULL DEFAULT '{{}}',
+    tier TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    cached_tokens INTEGER,
+    usage_estimated INTEGER,
+    cost_usd REAL
 )""",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_started_at ON {TABLE} (started_at)",
 )
@@ -120,6 +138,14 @@ class RequestRecord:
     # What the endpoint's PII policy found: {"policy", "action", "entities", "art9"} with
     # types and counts, never values; {} without one.
     pii: dict[str, Any] = dataclasses.field(default_factory=dict)
+    tier: str | None = None  # the ServiceTier the request ran under
+    # Usage of a routed answer (None for what was refused or failed upstream), the
+    # provider's or, when it reported none, Weir's estimate (usage_estimated).
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    usage_estimated: bool | None = None
+    cost_usd: float | None = None  # priced with the Backend's table
 
 
 assert tuple(f.name for f in dataclasses.fields(RequestRecord)) == COLUMNS
@@ -158,6 +184,12 @@ def record_row(record: RequestRecord) -> tuple[Any, ...]:
         _json(record.policy_decisions),
         _json(record.tool_calls),
         _json(record.pii),
+        record.tier,
+        record.prompt_tokens,
+        record.completion_tokens,
+        record.cached_tokens,
+        None if record.usage_estimated is None else int(record.usage_estimated),
+        record.cost_usd,
     )
 
 

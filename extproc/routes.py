@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from extproc.accounting import UNPRICED, Prices
 from extproc.limits import Tier
 from extproc.pii_request import PiiPolicyInvalid, PiiSettings
 from extproc.policies import NO_POLICIES, EndpointPolicies, PolicyConfigInvalid, compile_policies
@@ -33,6 +34,7 @@ class Target:
     authority: str
     authorization: bytes  # b"" when the backend takes no key
     max_output_tokens: int  # 0 when the Backend does not say
+    prices: Prices = UNPRICED  # the Backend's price of this model
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +128,7 @@ class RouteTable:
                             f"endpoint {endpoint.name!r} model {route.name!r} names unknown "
                             f"backend {t.backend!r}"
                         )
+                    model = next((m for m in target_backend.models if m.name == t.model), None)
                     targets.append(
                         Target(
                             backend=target_backend.name,
@@ -138,14 +141,12 @@ class RouteTable:
                                 if target_backend.api_key
                                 else b""
                             ),
-                            max_output_tokens=next(
-                                (
-                                    m.max_output_tokens
-                                    for m in target_backend.models
-                                    if m.name == t.model
-                                ),
-                                0,
-                            ),
+                            max_output_tokens=model.max_output_tokens if model else 0,
+                            prices=Prices(
+                                model.input_price, model.cached_input_price, model.output_price
+                            )
+                            if model
+                            else UNPRICED,
                         )
                     )
                 models[route.name] = tuple(targets)

@@ -122,6 +122,15 @@ def format_record(record_id: int, record: dict[str, Any]) -> str:
         parts.append(f"ttft={_ms(record['ttft_ms'])}")
     if record.get("stream"):
         parts.append("stream")
+    if record.get("tier"):
+        parts.append(f"tier={record['tier']}")
+    if record.get("prompt_tokens") is not None:
+        estimated = "~" if record.get("usage_estimated") else ""
+        parts.append(
+            f"tokens={estimated}{record['prompt_tokens']}+{record.get('completion_tokens')}"
+        )
+    if record.get("cost_usd") is not None:
+        parts.append(f"cost=${record['cost_usd']:.6f}")
     if record.get("error_code"):
         parts.append(f"error={record['error_code']}")
     parts.append(f"session={record.get('session_id') or '-'}")

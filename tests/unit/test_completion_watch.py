@@ -303,3 +303,18 @@ def test_usage_the_client_asked_for_passes_and_is_read() -> None:
     assert watch.feed(event({"content": "Hi"})) is None
     assert watch.feed(USAGE_EVENT + DONE, end_of_stream=True) is None
     assert watch.usage == USAGE
+
+
+def test_chunks_are_counted_to_estimate_a_stream_that_reports_no_usage() -> None:
+    watch = StreamWatch(None, strip_usage=True)
+    text = event({"content": "Hi"}) + event({"content": " there"})
+    watch.feed(text[:7])
+    watch.feed(text[7:] + event({}, finish="stop") + DONE, end_of_stream=True)
+    assert watch.usage is None and watch.chunks == 4  # 3 chunks and [DONE]
+
+
+def test_chunks_saying_usage_null_are_not_taken_for_the_usage_chunk() -> None:
+    watch = StreamWatch(None, strip_usage=True)
+    chunk = b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":null}\n\n'
+    assert watch.feed(chunk) in (None, chunk)
+    assert watch.usage is None

@@ -248,6 +248,37 @@ async def test_streamed_include_usage_false_has_no_usage(client: httpx.AsyncClie
     assert all("usage" not in c and c["choices"] for c in chunks)
 
 
+async def test_usage_none_reports_no_usage_streamed_or_not(client: httpx.AsyncClient) -> None:
+    headers = {"X-Mock-Usage": "none"}
+    whole = await client.post(CHAT, json={"model": "m", "messages": USER_HI}, headers=headers)
+    assert whole.status_code == 200 and "usage" not in whole.json()
+    validate_openapi(whole.json(), "CreateChatCompletionResponse")
+    body = {
+        "model": "m",
+        "messages": USER_HI,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    chunks = sse_chunks(await client.post(CHAT, json=body, headers=headers))
+    assert chunks and all(c["choices"] and c["usage"] is None for c in chunks)
+
+
+async def test_cached_tokens_are_reported_up_to_the_prompt(client: httpx.AsyncClient) -> None:
+    for asked in ("3", "100000"):
+        response = await client.post(
+            CHAT,
+            json={"model": "m", "messages": USER_HI},
+            headers={"X-Mock-Cached-Tokens": asked},
+        )
+        usage = response.json()["usage"]
+        cached = usage["prompt_tokens_details"]["cached_tokens"]
+        assert cached == min(int(asked), usage["prompt_tokens"])
+    bad = await client.post(
+        CHAT, json={"model": "m", "messages": USER_HI}, headers={"X-Mock-Usage": "maybe"}
+    )
+    assert_error(bad, 400, code="invalid_mock_usage")
+
+
 async def test_streamed_n_choices_and_max_tokens(client: httpx.AsyncClient) -> None:
     body = {"model": "m", "messages": USER_HI, "stream": True, "n": 2, "max_tokens": 4}
     chunks = sse_chunks(await client.post(CHAT, json=body))

@@ -57,7 +57,15 @@ def runtime(api_key: str = "") -> runtime_pb2.RuntimeConfig:
                 path_prefix="/v1",
                 authority="127.0.0.1:9100",
                 api_key=api_key,
-                models=[runtime_pb2.BackendModel(name="mock-gpt", max_output_tokens=4096)],
+                models=[
+                    runtime_pb2.BackendModel(
+                        name="mock-gpt",
+                        max_output_tokens=4096,
+                        input_price=2.5,
+                        cached_input_price=1.25,
+                        output_price=10.0,
+                    )
+                ],
             )
         ],
         endpoints=[
@@ -442,11 +450,106 @@ def test_a_json_answer_to_a_request_with_tools_is_buffered_to_record_its_calls()
     assert record is not None and record.tool_calls == [{"name": "f", "arguments": "{}"}]
 
 
-def test_a_json_answer_without_tools_or_policies_is_not_read() -> None:
+def json_answered(answer: bytes, **request: Any) -> tuple[Exchange, ext.ProcessingResponse]:
+    """A routed non-streamed request, its JSON answer, and Weir's reply to that body."""
+    exchange = exchange_for(TABLE)
+    exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
+    exchange.handle(body({"model": "gpt-4o-mini", "messages": MESSAGES, **request}))
+    reply = exchange.handle(response_headers())
+    assert reply.mode_override.response_body_mode == ProcessingMode.BUFFERED
+    return exchange, exchange.handle(
+        ext.ProcessingRequest(response_body=ext.HttpBody(body=answer, end_of_stream=True))
+    )
+
+
+def replaced(reply: ext.ProcessingResponse) -> tuple[dict[str, str], bytes]:
+    common = reply.response_body.response
+    headers = {
+        h.header.key: h.header.raw_value.decode() for h in common.header_mutation.set_headers
+    }
+    return headers, common.body_mutation.body
+
+
+COMPLETION = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "mock-gpt",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Hello there, friend.", "refusal": None},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": {
+        "prompt_tokens": 1000,
+        "completion_tokens": 200,
+        "total_tokens": 1200,
+        "prompt_tokens_details": {"cached_tokens": 400},
+    },
+}
+
+
+def test_a_json_answer_leaves_with_its_usage_and_cost_in_headers_and_a_weir_object() -> None:
+    raw = orjson.dumps(COMPLETION, option=orjson.OPT_INDENT_2) + b"\n"
+    exchange, reply = json_answered(raw)
+    sent_headers, sent = replaced(reply)
+    # 600 x $2.50 + 400 x $1.25 + 200 x $10 per 1M tokens
+    assert sent_headers["x-weir-cost-usd"] == "0.004"
+    assert sent_headers["x-weir-usage-prompt-tokens"] == "1000"
+    assert sent_headers["x-weir-usage-completion-tokens"] == "200"
+    assert sent_headers["x-weir-usage-total-tokens"] == "1200"
+    assert sent_headers["x-weir-usage-cached-tokens"] == "400"
+    assert "x-weir-usage-estimated" not in sent_headers
+    assert sent_headers["content-length"] == str(len(sent))
+    completion = orjson.loads(sent)
+    weir = completion.pop("weir")
+    assert completion == COMPLETION  # the provider's answer is otherwise untouched
+    assert sent.startswith(raw.rstrip()[:-1].rstrip())  # spliced in, not re-serialised
+    assert weir["request_id"] == "req-1"
+    assert (weir["backend"], weir["model"], weir["service_tier"]) == ("mock", "mock-gpt", None)
+    assert weir["cost_usd"] == 0.004 and weir["latency_ms"] >= 0
+    assert weir["usage"] == {
+        "prompt_tokens": 1000,
+        "completion_tokens": 200,
+        "total_tokens": 1200,
+        "cached_tokens": 400,
+        "estimated": False,
+    }
+    record = exchange.record()
+    assert record is not None
+    assert (record.prompt_tokens, record.completion_tokens, record.cached_tokens) == (
+        1000,
+        200,
+        400,
+    )
+    assert record.usage_estimated is False and record.cost_usd == 0.004
+
+
+def test_an_answer_without_usage_is_estimated_and_marked_so() -> None:
+    answer = {**COMPLETION}
+    del answer["usage"]
+    exchange, reply = json_answered(orjson.dumps(answer))
+    sent_headers, sent = replaced(reply)
+    assert sent_headers["x-weir-usage-estimated"] == "true"
+    assert sent_headers["x-weir-usage-completion-tokens"] == "5"  # 20 characters
+    weir = orjson.loads(sent)["weir"]
+    assert weir["usage"]["estimated"] is True
+    assert weir["usage"]["prompt_tokens"] > 0
+    record = exchange.record()
+    assert record is not None and record.usage_estimated is True
+    assert exchange.used_tokens() is None  # a limit's reservation is not settled by a guess
+
+
+def test_a_provider_error_passes_unread_and_records_no_usage() -> None:
     exchange = exchange_for(TABLE)
     exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
     exchange.handle(body({"model": "mock-gpt", "messages": MESSAGES}))
-    assert not exchange.handle(response_headers()).HasField("mode_override")
+    assert not exchange.handle(response_headers(b"500")).HasField("mode_override")
+    record = exchange.record()
+    assert record is not None and record.prompt_tokens is None and record.cost_usd is None
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,9 @@ The default answer is a fixed ~20-token sentence. Per-request headers:
   ``parallel_tool_calls`` is false), ``error-429`` (with ``Retry-After``), ``error-500``,
   ``hang`` (never answer). The tool behaviours are a 400 if no function tool is offered;
 - ``X-Mock-TTFT-Ms`` / ``X-Mock-TPOT-Ms``: latency overrides in milliseconds.
+- ``X-Mock-Usage: none``: report no usage (no ``usage`` field, no usage chunk), as some
+  OpenAI-compatible servers do; ``X-Mock-Cached-Tokens: N``: report N of the prompt
+  tokens as cached (``prompt_tokens_details.cached_tokens``).
 
 Every chat response carries ``X-Mock-Received-Model`` and
 ``X-Mock-Received-Authorization-Present`` (and ``X-Mock-Received-Authorization-SHA256``, a

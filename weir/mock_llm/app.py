@@ -25,6 +25,7 @@ from weir.mock_llm.behaviors import (
     Behavior,
     latency_override_ms,
     parse_behavior,
+    parse_usage_options,
 )
 from weir.mock_llm.chat_request import ChatRequest, parse_body, parse_chat_request
 from weir.mock_llm.completions import ChoicePlan, Completion, ToolCallPlan, new_call_id
@@ -251,6 +252,7 @@ def create_app(settings: MockSettings | None = None) -> Starlette:
                 raise body_error
             req = parse_chat_request(body)
             completion = plan_completion(req, behavior, ttft_ms, tpot_ms)
+            completion.report_usage, completion.cached_tokens = parse_usage_options(request.headers)
         except APIError as exc:
             return exc.to_response(headers)
 

@@ -23,11 +23,14 @@ __all__ = [
     "Behavior",
     "latency_override_ms",
     "parse_behavior",
+    "parse_usage_options",
 ]
 
 BEHAVIOR_HEADER = "X-Mock-Behavior"
 TTFT_HEADER = "X-Mock-TTFT-Ms"
 TPOT_HEADER = "X-Mock-TPOT-Ms"
+USAGE_HEADER = "X-Mock-Usage"  # "none": report no usage (as some providers do not)
+CACHED_TOKENS_HEADER = "X-Mock-Cached-Tokens"  # prompt tokens "served from a cache"
 
 
 class Behavior(StrEnum):
@@ -84,3 +87,24 @@ def latency_override_ms(headers: Headers, name: str, default: float) -> float:
             code="invalid_mock_latency",
         )
     return value
+
+
+def parse_usage_options(headers: Headers) -> tuple[bool, int]:
+    """(whether to report usage, cached prompt tokens to report) from the usage headers."""
+    raw = (headers.get(USAGE_HEADER) or "").strip().lower()
+    if raw not in ("", "report", "none"):
+        raise APIError(
+            400,
+            f"Invalid value for header '{USAGE_HEADER}': '{raw}'. Supported values are: "
+            "'report', 'none'.",
+            code="invalid_mock_usage",
+        )
+    cached_raw = (headers.get(CACHED_TOKENS_HEADER) or "0").strip()
+    if not cached_raw.isdigit():
+        raise APIError(
+            400,
+            f"Invalid value for header '{CACHED_TOKENS_HEADER}': '{cached_raw}'. Expected a "
+            "non-negative integer.",
+            code="invalid_mock_usage",
+        )
+    return raw != "none", int(cached_raw)

@@ -144,6 +144,8 @@ class Completion:
     ttft_s: float = 0.0
     tpot_s: float = 0.0
     include_usage: bool = False
+    report_usage: bool = True  # False: no usage at all, even when asked for
+    cached_tokens: int = 0  # of the prompt tokens, reported as served from a cache
     id: str = field(default_factory=new_completion_id)
     created: int = field(default_factory=lambda: int(time.time()))
     _chunk_frame: tuple[bytes, bytes] | None = field(default=None, repr=False)
@@ -158,7 +160,10 @@ class Completion:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": completion,
             "total_tokens": self.prompt_tokens + completion,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "prompt_tokens_details": {
+                "cached_tokens": min(self.cached_tokens, self.prompt_tokens),
+                "audio_tokens": 0,
+            },
             "completion_tokens_details": {
                 "reasoning_tokens": 0,
                 "audio_tokens": 0,
@@ -173,25 +178,25 @@ class Completion:
 
     def body(self) -> bytes:
         """The JSON of the non-streamed ``chat.completion``."""
-        return orjson.dumps(
-            {
-                "id": self.id,
-                "object": "chat.completion",
-                "created": self.created,
-                "model": self.model,
-                "choices": [
-                    {
-                        "index": i,
-                        "message": choice.message(),
-                        "logprobs": None,
-                        "finish_reason": choice.finish_reason,
-                    }
-                    for i, choice in enumerate(self.choices)
-                ],
-                "usage": self.usage(),
-                "service_tier": "default",
-            }
-        )
+        completion: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [
+                {
+                    "index": i,
+                    "message": choice.message(),
+                    "logprobs": None,
+                    "finish_reason": choice.finish_reason,
+                }
+                for i, choice in enumerate(self.choices)
+            ],
+        }
+        if self.report_usage:
+            completion["usage"] = self.usage()
+        completion["service_tier"] = "default"
+        return orjson.dumps(completion)
 
     def _frame(self) -> tuple[bytes, bytes]:
         """The bytes around the ``choices`` list of every chunk (built once per stream)."""
@@ -232,7 +237,7 @@ class Completion:
 
     def tail_events(self) -> bytes:
         """The usage chunk (if asked for) and ``[DONE]``."""
-        if not self.include_usage:
+        if not (self.include_usage and self.report_usage):
             return DONE_EVENT
         usage_chunk = {
             "id": self.id,
