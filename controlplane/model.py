@@ -119,12 +119,25 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class RetryBudget:
+    """Fallbacks to later candidates: attempts per request, and Envoy's retry budget."""
+
+    max_retries: int = 2
+    percent: int = 20
+    min_concurrent: int = 3
+
+
+@dataclass(frozen=True)
 class ServiceTier:
     """What the requests of an endpoint may use (weir.dev/v1alpha1 ServiceTier)."""
 
     name: str
     per_key: Limits = Limits()
     per_project: Limits = Limits()
+    priority: str = "default"  # or "high"
+    request_timeout_seconds: float | None = None  # None: the Backends' longest
+    stream_idle_timeout_seconds: float | None = None  # None: the request timeout
+    retry_budget: RetryBudget = RetryBudget()
     source_file: str = ""
 
 
@@ -142,4 +155,10 @@ class ConfigSet:
         for b in self.backends:
             if b.name == name:
                 return b
+        return None
+
+    def service_tier(self, name: str | None) -> ServiceTier | None:
+        for tier in self.service_tiers:
+            if tier.name == name:
+                return tier
         return None

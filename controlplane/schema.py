@@ -458,21 +458,80 @@ LIMITS_SCHEMA: Final[JSONSchema] = _obj(
     },
 )
 
+TIER_TIMEOUTS_SCHEMA: Final[JSONSchema] = _obj(
+    "How long the requests of this tier may take (Envoy route timeouts).",
+    {
+        "request": _str(
+            "The longest a whole request may take, retries and a streamed answer included "
+            "(e.g. 120s, 10m). Default: the longest timeout of the Backends it may reach.",
+            DURATION_PATTERN,
+        ),
+        "streamIdle": _str(
+            "The longest an attempt may wait for its first byte, and a stream between two "
+            "bytes. An attempt with no first byte in time goes to the next candidate, within "
+            "the retry budget; a stream that stalls this long mid-answer is ended (e.g. 30s).",
+            DURATION_PATTERN,
+        ),
+    },
+)
+
+RETRY_BUDGET_SCHEMA: Final[JSONSchema] = _obj(
+    "How far requests may fall back to later candidates of their model when one fails "
+    "(upstream 429, 5xx, connection failure, or no first byte within streamIdle).",
+    {
+        "maxRetries": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 10,
+            "default": 2,
+            "description": "The most further attempts one request may make (0: none).",
+        },
+        "percent": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 100,
+            "default": 20,
+            "description": "Retries in flight may be at most this share of the requests "
+            "in flight to a model's candidates (Envoy's retry budget), so that a failing "
+            "provider does not double the load on the others.",
+        },
+        "minConcurrent": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 1000,
+            "default": 3,
+            "description": "Retries allowed in flight whatever the share, for low traffic.",
+        },
+    },
+)
+
 SERVICE_TIER_SPEC_SCHEMA: Final[JSONSchema] = _obj(
-    "Limits applied to the requests of the endpoints that name this tier. Windows are "
-    "fixed minutes; over a limit a request gets 429 rate_limit_exceeded with Retry-After.",
+    "What the requests of the endpoints that name this tier may use: limits (windows "
+    "are fixed minutes; over a limit a request gets 429 rate_limit_exceeded with "
+    "Retry-After), priority, timeouts and a retry budget.",
     {
         "perKey": {**LIMITS_SCHEMA, "description": "Limits for each API key on its own."},
         "perProject": {
             **LIMITS_SCHEMA,
             "description": "Limits for all the keys of a project together.",
         },
+        "priority": {
+            "type": "string",
+            "enum": ["default", "high"],
+            "default": "default",
+            "description": "Envoy routing priority: high-priority requests have connection, "
+            "request and retry limits of their own on every provider, so that default "
+            "traffic cannot use them up.",
+        },
+        "timeouts": TIER_TIMEOUTS_SCHEMA,
+        "retryBudget": RETRY_BUDGET_SCHEMA,
     },
 )
 
 SERVICE_TIER_SCHEMA: Final[JSONSchema] = _resource(
     "ServiceTier",
-    "A ServiceTier: request, token and concurrency limits per key and per project.",
+    "A ServiceTier: request, token and concurrency limits per key and per project; "
+    "priority, timeouts and a retry budget.",
     SERVICE_TIER_SPEC_SCHEMA,
 )
 

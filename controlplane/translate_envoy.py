@@ -20,22 +20,36 @@ from envoy.config.route.v3 import route_pb2
 from envoy.extensions.access_loggers.filters.cel.v3 import cel_pb2  # noqa: F401
 from envoy.extensions.filters.http.ext_proc.v3 import ext_proc_pb2  # noqa: F401
 from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
+from envoy.extensions.filters.http.upstream_codec.v3 import upstream_codec_pb2  # noqa: F401
 from envoy.extensions.filters.network.http_connection_manager.v3 import (  # noqa: F401
     http_connection_manager_pb2,
+)
+from envoy.extensions.retry.priority.previous_priorities.v3 import (  # noqa: F401
+    previous_priorities_config_pb2,
 )
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2  # noqa: F401
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
 from google.protobuf import json_format
 
 from controlplane.dataplane import Address, DataPlaneSettings
-from controlplane.model import Backend, ConfigSet
+from controlplane.model import Backend, ConfigSet, Endpoint, RetryBudget, ServiceTier
 
 LISTENER_NAME = "weir-http"
 ROUTE_CONFIG_NAME = "weir-routes"
 EXTPROC_CLUSTER = "weir-extproc"
 CLUSTER_HEADER = "x-weir-cluster"
 ENDPOINT_HEADER = "x-weir-endpoint"
+# Set by ext_proc on a request for a model with fallbacks: the route that retries.
+FALLBACK_HEADER = "x-weir-fallback"
+# Added to the answer of a fallback route: which candidate answered (0 = the first).
+CANDIDATE_HEADER = "x-weir-candidate"
+# gRPC metadata that tells ext_proc a stream comes from the upstream filter of one attempt.
+ATTEMPT_METADATA = ("x-weir-phase", "attempt")
 HEALTH_PATH = "/healthz"
+METADATA_NAMESPACE = "weir"
+# Upstream answers that make a request go to its next candidate (before its first byte).
+RETRY_ON = "connect-failure,refused-stream,reset,5xx,retriable-status-codes"
+RETRIABLE_STATUS_CODES = (429,)
 
 _ADS: dict[str, Any] = {"ads": {}, "resource_api_version": "V3"}
 _HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -85,6 +99,11 @@ def backend_cluster_name(backend_name: str) -> str:
     return f"backend-{backend_name}"
 
 
+def fallback_cluster_name(endpoint_name: str, alias_index: int) -> str:
+    """The cluster of a model alias with fallbacks: its candidates at priorities 0, 1, ..."""
+    return f"fallback-{endpoint_name}-{alias_index}"
+
+
 def translate(config: ConfigSet, dataplane: DataPlaneSettings) -> EnvoyResources:
     clusters = [_extproc_cluster()]
     assignments = [_assignment(EXTPROC_CLUSTER, dataplane.extproc)]
@@ -94,6 +113,11 @@ def translate(config: ConfigSet, dataplane: DataPlaneSettings) -> EnvoyResources
         clusters.append(cluster)
         if assignment is not None:
             assignments.append(assignment)
+    for endpoint in config.endpoints:
+        tier = config.service_tier(endpoint.service_tier)
+        for index, alias in enumerate(endpoint.models):
+            if len(alias.targets) > 1:
+                clusters.append(_fallback_cluster(config, endpoint, index, tier))
     return EnvoyResources(
         clusters=tuple(clusters),
         endpoints=tuple(assignments),
@@ -180,15 +204,165 @@ def _backend_cluster(
             preserving_proto_field_name=True,
         )
     if upstream.tls:
-        cluster["transport_socket"] = {
-            "name": "envoy.transport_sockets.tls",
-            "typed_config": {
-                "@type": "type.googleapis.com/"
-                "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-                "sni": upstream.host,
+        cluster["transport_socket"] = _tls_socket(upstream.host)
+    return _parse(cluster_pb2.Cluster, cluster), assignment
+
+
+def _thresholds(budget: RetryBudget) -> list[dict[str, Any]]:
+    """Circuit breakers of each routing priority: high-priority requests have limits of
+    their own. LLM streams are long: room for many at once. Retries in flight are capped
+    at a share of the requests in flight (Envoy's retry budget)."""
+    return [
+        {
+            "priority": priority,
+            "max_connections": 10_000,
+            "max_pending_requests": 10_000,
+            "max_requests": 10_000,
+            "retry_budget": {
+                "budget_percent": {"value": float(budget.percent)},
+                "min_retry_concurrency": budget.min_concurrent,
             },
         }
-    return _parse(cluster_pb2.Cluster, cluster), assignment
+        for priority in ("DEFAULT", "HIGH")
+    ]
+
+
+def _fallback_cluster(
+    config: ConfigSet, endpoint: Endpoint, alias_index: int, tier: ServiceTier | None
+) -> cluster_pb2.Cluster:
+    """One cluster per model alias with fallbacks: candidate k's provider at priority k.
+
+    Traffic goes to the lowest priority with a healthy host; a retry goes to the next
+    priority (previous_priorities), and outlier detection ejects a candidate that keeps
+    failing, so that requests go straight to the next one until it is tried again. The
+    upstream ext_proc filter runs once per attempt and rewrites the request for the
+    candidate that attempt reaches (its model name, path, host and key), which it reads
+    from the endpoint's metadata."""
+    alias = endpoint.models[alias_index]
+    name = fallback_cluster_name(endpoint.name, alias_index)
+    localities = []
+    socket_matches = []
+    connect_timeouts = []
+    for priority, target in enumerate(alias.targets):
+        backend = config.backend(target.backend)
+        assert backend is not None  # validated
+        upstream = parse_upstream(backend.base_url)
+        connect_timeouts.append(backend.connect_timeout_seconds)
+        metadata: dict[str, Any] = {
+            METADATA_NAMESPACE: {
+                "candidate": str(priority),
+                "backend": backend.name,
+                "model": target.model,
+            }
+        }
+        if upstream.tls:
+            metadata["envoy.transport_socket_match"] = {"tls": backend.name}
+            socket_matches.append(
+                {
+                    "name": f"tls-{backend.name}",
+                    "match": {"tls": backend.name},
+                    "transport_socket": _tls_socket(upstream.host),
+                }
+            )
+        localities.append(
+            {
+                "priority": priority,
+                "lb_endpoints": [
+                    {
+                        "endpoint": {
+                            "address": {
+                                "socket_address": {
+                                    "address": upstream.host,
+                                    "port_value": upstream.port,
+                                }
+                            },
+                            "hostname": upstream.host,
+                        },
+                        "metadata": {"filter_metadata": metadata},
+                    }
+                ],
+            }
+        )
+    unique_matches = list({m["name"]: m for m in socket_matches}.values())
+    cluster: dict[str, Any] = {
+        "name": name,
+        "type": "STRICT_DNS",
+        "dns_lookup_family": "V4_PREFERRED",
+        "connect_timeout": _seconds(max(connect_timeouts)),
+        "load_assignment": {"cluster_name": name, "endpoints": localities},
+        # A candidate whose host is ejected is skipped, never used anyway ("panic").
+        "common_lb_config": {"healthy_panic_threshold": {"value": 0.0}},
+        "outlier_detection": {
+            "consecutive_5xx": 3,
+            "consecutive_gateway_failure": 3,
+            "interval": "2s",
+            "base_ejection_time": "10s",
+            "max_ejection_time": "120s",
+            "max_ejection_percent": 100,
+        },
+        "circuit_breakers": {
+            "thresholds": _thresholds(tier.retry_budget if tier else RetryBudget())
+        },
+        "typed_extension_protocol_options": {
+            _HTTP_OPTIONS: {
+                "@type": f"type.googleapis.com/{_HTTP_OPTIONS}",
+                "explicit_http_config": {"http_protocol_options": {}},
+                "http_filters": [
+                    _attempt_filter(),
+                    {
+                        "name": "envoy.filters.http.upstream_codec",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http."
+                            "upstream_codec.v3.UpstreamCodec"
+                        },
+                    },
+                ],
+            }
+        },
+    }
+    if unique_matches:
+        cluster["transport_socket_matches"] = unique_matches
+    return _parse(cluster_pb2.Cluster, cluster)
+
+
+def _tls_socket(host: str) -> dict[str, Any]:
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/"
+            "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": host,
+        },
+    }
+
+
+def _attempt_filter() -> dict[str, Any]:
+    """ext_proc as an upstream filter: called once per attempt, with the metadata of the
+    host that attempt goes to, to rewrite the request for that candidate."""
+    key, value = ATTEMPT_METADATA
+    return {
+        "name": "envoy.filters.http.ext_proc",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3."
+            "ExternalProcessor",
+            "grpc_service": {
+                "envoy_grpc": {"cluster_name": EXTPROC_CLUSTER},
+                "initial_metadata": [{"key": key, "value": value}],
+            },
+            "failure_mode_allow": False,
+            "processing_mode": {
+                "request_header_mode": "SEND",
+                "response_header_mode": "SKIP",
+                "request_body_mode": "BUFFERED",
+                "response_body_mode": "NONE",
+                "request_trailer_mode": "SKIP",
+                "response_trailer_mode": "SKIP",
+            },
+            "request_attributes": ["xds.upstream_host_metadata"],
+            "message_timeout": "5s",
+            "mutation_rules": {"allow_all_routing": True},
+        },
+    }
 
 
 def _extproc_filter(dataplane: DataPlaneSettings) -> dict[str, Any]:
@@ -333,40 +507,105 @@ def _route_configuration(
         }
     ]
     for endpoint in config.endpoints:
-        timeouts = []
+        tier = config.service_tier(endpoint.service_tier)
+        backend_timeouts = []
         for alias in endpoint.models:
             for target in alias.targets:
                 backend = config.backend(target.backend)
                 if backend is not None:
-                    timeouts.append(backend.timeout_seconds)
+                    backend_timeouts.append(backend.timeout_seconds)
+        timeout = (
+            tier.request_timeout_seconds
+            if tier is not None and tier.request_timeout_seconds is not None
+            else max(backend_timeouts, default=300.0)
+        )
+        idle = tier.stream_idle_timeout_seconds if tier is not None else None
+        matches = [{"name": ENDPOINT_HEADER, "string_match": {"exact": endpoint.name}}]
         # Matched after ext_proc routed the request (it clears the route cache), by the
-        # endpoint header it set: the path is the backend's by then.
-        route = _forward_route(f"endpoint-{endpoint.name}", "/", max(timeouts, default=300.0))
-        route["match"]["headers"] = [
-            {"name": ENDPOINT_HEADER, "string_match": {"exact": endpoint.name}}
-        ]
+        # endpoint header it set: the path is the backend's by then. A model with
+        # fallbacks goes to its own cluster, on the route that retries.
+        if any(len(alias.targets) > 1 for alias in endpoint.models):
+            route = _forward_route(f"endpoint-{endpoint.name}-fallback", "/", timeout, None, tier)
+            route["match"]["headers"] = [
+                *matches,
+                {"name": FALLBACK_HEADER, "present_match": True},
+            ]
+            route["route"]["retry_policy"] = _retry_policy(
+                tier.retry_budget if tier else RetryBudget(), idle
+            )
+            route["response_headers_to_add"] = [
+                {
+                    "header": {
+                        "key": CANDIDATE_HEADER,
+                        "value": f"%UPSTREAM_METADATA({METADATA_NAMESPACE}:candidate)%",
+                    },
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                }
+            ]
+            routes.append(route)
+        route = _forward_route(f"endpoint-{endpoint.name}", "/", timeout, idle, tier)
+        route["match"]["headers"] = matches
         routes.append(route)
     # Everything else also passes ext_proc, which answers unknown paths with a 404 envelope.
-    routes.append(_forward_route("fallback", "/", 300.0))
+    routes.append(_forward_route("unrouted", "/", 300.0))
     return _parse(
         route_pb2.RouteConfiguration,
         {
             "name": ROUTE_CONFIG_NAME,
-            "virtual_hosts": [{"name": "weir", "domains": ["*"], "routes": routes}],
-            "request_headers_to_remove": [CLUSTER_HEADER, ENDPOINT_HEADER],
+            "virtual_hosts": [
+                {
+                    "name": "weir",
+                    "domains": ["*"],
+                    "routes": routes,
+                    # x-envoy-attempt-count: how many attempts an answer took.
+                    "include_attempt_count_in_response": True,
+                }
+            ],
+            "request_headers_to_remove": [CLUSTER_HEADER, ENDPOINT_HEADER, FALLBACK_HEADER],
         },
     )
 
 
-def _forward_route(name: str, prefix: str, timeout_s: float) -> dict[str, Any]:
-    return {
-        "name": name,
-        "match": {"prefix": prefix},
-        "route": {
-            "cluster_header": CLUSTER_HEADER,
-            "timeout": _seconds(timeout_s),
-            # A non-streamed answer is silent until it is complete: the idle timeout must
-            # not cut it before the Backend's timeout does.
-            "idle_timeout": _seconds(max(timeout_s, 1.0)),
-        },
+def _forward_route(
+    name: str,
+    prefix: str,
+    timeout_s: float,
+    idle_s: float | None = None,
+    tier: ServiceTier | None = None,
+) -> dict[str, Any]:
+    """`idle_s`: the tier's streamIdle on a route without retries (on the route that
+    retries, each attempt has it as its per-try idle timeout instead)."""
+    route: dict[str, Any] = {
+        "cluster_header": CLUSTER_HEADER,
+        "timeout": _seconds(timeout_s),
+        # A non-streamed answer is silent until it is complete: without a tier's
+        # streamIdle, the idle timeout must not cut it before the request timeout does.
+        "idle_timeout": _seconds(idle_s if idle_s is not None else max(timeout_s, 1.0)),
     }
+    if tier is not None and tier.priority == "high":
+        route["priority"] = "HIGH"
+    return {"name": name, "match": {"prefix": prefix}, "route": route}
+
+
+def _retry_policy(budget: RetryBudget, idle_s: float | None) -> dict[str, Any]:
+    """Each retry goes to the next candidate (the next priority of the fallback
+    cluster). Envoy never retries once the answer's headers went to the client, so a
+    stream is never retried after its first byte."""
+    policy: dict[str, Any] = {
+        "retry_on": RETRY_ON,
+        "retriable_status_codes": list(RETRIABLE_STATUS_CODES),
+        "num_retries": budget.max_retries,
+        "retry_priority": {
+            "name": "envoy.retry_priorities.previous_priorities",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.retry.priority."
+                "previous_priorities.v3.PreviousPrioritiesConfig",
+                "update_frequency": 1,
+            },
+        },
+        "retry_back_off": {"base_interval": "0.010s", "max_interval": "0.100s"},
+    }
+    if idle_s is not None:
+        # An attempt with no byte in this long is given up, and the next candidate tried.
+        policy["per_try_idle_timeout"] = _seconds(idle_s)
+    return policy

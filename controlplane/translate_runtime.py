@@ -11,6 +11,7 @@ from controlplane.translate_envoy import (
     CLUSTER_HEADER,
     ENDPOINT_HEADER,
     backend_cluster_name,
+    fallback_cluster_name,
     parse_upstream,
 )
 from weir.config.v1 import runtime_pb2
@@ -90,8 +91,11 @@ def translate(
                             runtime_pb2.ModelTarget(backend=t.backend, model=t.model)
                             for t in alias.targets
                         ],
+                        fallback_cluster=fallback_cluster_name(endpoint.name, index)
+                        if len(alias.targets) > 1
+                        else "",
                     )
-                    for alias in endpoint.models
+                    for index, alias in enumerate(endpoint.models)
                 ],
                 pii_policy=endpoint.pii_policy or "",
                 service_tier=endpoint.service_tier or "",

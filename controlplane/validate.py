@@ -44,6 +44,7 @@ from controlplane.model import (
     PIIPolicy,
     Policy,
     Pricing,
+    RetryBudget,
     ServiceTier,
 )
 from controlplane.schema import DURATION_PATTERN, ENV_VAR_PATTERN, KINDS, PATTERN_HINTS
@@ -388,19 +389,34 @@ def _check_unique_model_names(doc: _Doc, what: str, errors: _Errors) -> None:
             seen[name] = i
 
 
+def _check_durations(
+    doc: _Doc, spec: Mapping[str, Any], keys: Sequence[str], errors: _Errors, *path: str
+) -> None:
+    """Durations of the right shape (the schema checks that) within Weir's range."""
+    for key in keys:
+        text = _string(spec, key)
+        if text is not None and _DURATION_SHAPE.fullmatch(text):
+            try:
+                parse_duration(text)
+            except ValueError as e:
+                errors.add(doc, ("spec", *path, key), str(e))
+
+
+def _check_service_tiers(docs: Sequence[_Doc], errors: _Errors, partial: bool) -> None:
+    for doc in docs:
+        if doc.readable and doc.kind == "ServiceTier":
+            timeouts = doc.spec().get("timeouts")
+            if isinstance(timeouts, dict):
+                _check_durations(doc, timeouts, ("request", "streamIdle"), errors, "timeouts")
+
+
 def _check_backends(docs: Sequence[_Doc], errors: _Errors, partial: bool) -> None:
     for doc in docs:
         if not (doc.readable and doc.kind == "Backend"):
             continue
         spec = doc.spec()
         _check_unique_model_names(doc, "model", errors)
-        for key in ("timeout", "connectTimeout"):
-            text = _string(spec, key)
-            if text is not None and _DURATION_SHAPE.fullmatch(text):
-                try:
-                    parse_duration(text)
-                except ValueError as e:
-                    errors.add(doc, ("spec", key), str(e))
+        _check_durations(doc, spec, ("timeout", "connectTimeout"), errors)
         url = _string(spec, "baseURL")
         if url is not None:
             try:
@@ -574,6 +590,7 @@ def _check_tier_references(docs: Sequence[_Doc], errors: _Errors, partial: bool)
 _CHECKS: Final[list[Callable[[Sequence[_Doc], _Errors, bool], None]]] = [
     _check_unique_names,
     _check_backends,
+    _check_service_tiers,
     _check_endpoints,
     _check_policies,
     _check_pii_references,
@@ -683,10 +700,21 @@ def _limits(spec: Any) -> Limits:
 
 def _to_service_tier(doc: _Doc) -> ServiceTier:
     spec = doc.spec()
+    timeouts = spec.get("timeouts", {})
+    budget = spec.get("retryBudget", {})
+    request, idle = timeouts.get("request"), timeouts.get("streamIdle")
     return ServiceTier(
         name=doc.resource_name(),
         per_key=_limits(spec.get("perKey")),
         per_project=_limits(spec.get("perProject")),
+        priority=spec.get("priority", "default"),
+        request_timeout_seconds=parse_duration(request) if request else None,
+        stream_idle_timeout_seconds=parse_duration(idle) if idle else None,
+        retry_budget=RetryBudget(
+            max_retries=int(budget.get("maxRetries", 2)),
+            percent=int(budget.get("percent", 20)),
+            min_concurrent=int(budget.get("minConcurrent", 3)),
+        ),
         source_file=doc.file,
     )
 

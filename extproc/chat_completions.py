@@ -9,7 +9,7 @@ path, authority and key, and the body with the backend's model name.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -18,6 +18,10 @@ from extproc.openai_request import validate_chat_request
 from extproc.routes import EndpointRoutes, RouteTable, Target
 
 API_PATH = "chat/completions"
+
+
+FALLBACK_HEADER: Final = "x-weir-fallback"  # Envoy's routes match it (translate_envoy)
+API_PATH_HEADER: Final = "x-weir-api-path"  # the path after a backend's base URL
 
 
 @dataclass(slots=True)
@@ -92,15 +96,19 @@ def route(
     """Route a `body` that passed `check` (changed in place); raises GatewayError."""
     target = targets[0]
     clamped_from = clamp_max_tokens(body, target.max_output_tokens)
-    path = f"{target.path_prefix}/{API_PATH}"
-    if query:
-        path = f"{path}?{query}"
+    api_path = f"/{API_PATH}?{query}" if query else f"/{API_PATH}"
+    path = f"{target.path_prefix}{api_path}"
+    fallback = endpoint.fallbacks.get(model)
     headers = [
-        (table.cluster_header, target.cluster.encode()),
+        (table.cluster_header, (fallback or target.cluster).encode()),
         (table.endpoint_header, endpoint.name.encode()),
         (":path", path.encode()),
         (":authority", target.authority.encode()),
     ]
+    if fallback:
+        # The route that tries the candidates in turn; each attempt is rewritten for its
+        # candidate by ext_proc's upstream filter (extproc.attempts).
+        headers += [(FALLBACK_HEADER, b"1"), (API_PATH_HEADER, api_path.encode())]
     if target.authorization:
         headers.append(("authorization", target.authorization))
     # Always re-serialized, never the client's bytes: a body with duplicate keys would

@@ -37,6 +37,7 @@ from extproc.accounting import (
     reported,
     usage_headers,
 )
+from extproc.attempts import ATTEMPT_METADATA, CANDIDATE_HEADER, Attempt
 from extproc.auth import INFERENCE_SCOPE, KeyIndexHolder, Principal, authorize
 from extproc.chat_completions import TOKEN_LIMIT_FIELDS
 from extproc.completion_watch import (
@@ -115,7 +116,9 @@ class Exchange:
     """What ext_proc knows about one HTTP request/response."""
 
     __slots__ = (
+        "attempts",
         "buffered",
+        "candidates",
         "check",
         "clamped_from",
         "decisions",
@@ -139,6 +142,7 @@ class Exchange:
         "routed",
         "routes",
         "scanned",
+        "served",
         "session_id",
         "settings",
         "show_raw",
@@ -199,6 +203,9 @@ class Exchange:
         self.strip_usage = False  # Weir asked a stream for usage the client did not
         self.usage: Any = None  # the usage of a whole answer
         self.metered: Metered | None = None  # its usage as counted (or estimated)
+        self.candidates: tuple[Target, ...] = ()  # of the model routed to
+        self.served: Target | None = None  # the candidate that answered (first: routed)
+        self.attempts = 1  # upstream attempts (more when fallbacks were tried)
         self.prescanned: Prescanned | None = None  # a large body, parsed ahead
         self.scanned: Scanned | None = None  # and scanned ahead
 
@@ -246,7 +253,7 @@ class Exchange:
             ("x-weir-session-id", self.session_id.encode()),
             (
                 "x-weir-backend",
-                self.routed.target.backend.encode() if self.routed else NO_BACKEND,
+                self.served.backend.encode() if self.served else NO_BACKEND,
             ),
         ]
         if self.clamped_from is not None:
@@ -375,6 +382,8 @@ class Exchange:
                             table.cluster_header,
                             table.endpoint_header,
                             "x-weir-session-id",
+                            chat_completions.FALLBACK_HEADER,
+                            chat_completions.API_PATH_HEADER,
                             # Weir reads answers (tool calls, response policies): ask
                             # the provider for them uncompressed.
                             "accept-encoding",
@@ -448,6 +457,8 @@ class Exchange:
             self.strip_usage = ask_for_usage(body)
         routed = chat_completions.route(endpoint, body, table, self.query, model, targets)
         self.routed = routed
+        self.candidates = targets
+        self.served = routed.target
         if tier is not None and tier.limits_tokens:
             most = next((body[f] for f in TOKEN_LIMIT_FIELDS if isinstance(body.get(f), int)), 0)
             output = most or routed.target.max_output_tokens or DEFAULT_OUTPUT_RESERVATION
@@ -540,11 +551,22 @@ class Exchange:
     # --- response -------------------------------------------------------------------------
 
     def on_response_headers(self, message: ext.HttpHeaders) -> ext.ProcessingResponse:
-        status, content_type, encoding = header_values(
-            message, ":status", "content-type", "content-encoding"
+        status, content_type, encoding, candidate, attempts = header_values(
+            message,
+            ":status",
+            "content-type",
+            "content-encoding",
+            CANDIDATE_HEADER,
+            "x-envoy-attempt-count",
         )
         self.status = int(status) if status.isdigit() else 0
-        common = ext.CommonResponse(header_mutation=header_mutation(self.correlation_headers()))
+        if candidate.isdigit() and int(candidate) < len(self.candidates):
+            self.served = self.candidates[int(candidate)]  # a fallback answered
+        if attempts.isdigit():
+            self.attempts = int(attempts)
+        common = ext.CommonResponse(
+            header_mutation=header_mutation(self.correlation_headers(), (CANDIDATE_HEADER,))
+        )
         headers = ext.HeadersResponse(response=common)
         # An answer (2xx) to a routed request; the provider's errors pass as they are.
         answer = self.routed is not None and 200 <= self.status < 300
@@ -634,17 +656,17 @@ class Exchange:
     ) -> ext.ProcessingResponse:
         """A whole answer with its usage and cost: in headers, and in a `weir` object
         added to the body (after any change made to `parsed`)."""
-        routed = self.routed
-        assert routed is not None
+        routed, served = self.routed, self.served
+        assert routed is not None and served is not None
         metered = reported(self.usage) or estimated(routed.body, completion_tokens_of(choices))
         self.metered = metered
-        cost = metered.cost(routed.target.prices)
+        cost = metered.cost(served.prices)
         tier = self.endpoint.tier if self.endpoint is not None else None
         weir = orjson.dumps(
             metadata(
                 self.request_id,
-                routed.target.backend,
-                routed.target.model,
+                served.backend,
+                served.model,
                 tier.name if tier is not None else None,
                 (time.perf_counter() - self.started) * 1000,
                 metered,
@@ -717,6 +739,7 @@ class Exchange:
             self.session_id = correlation.new_session_id()
         tier = self.endpoint.tier if self.endpoint is not None else None
         metered = self.answer_usage()
+        served = self.served
         return RequestRecord(
             request_id=self.request_id,
             trace_id=self.trace_id,
@@ -726,8 +749,8 @@ class Exchange:
             endpoint=self.endpoint.name if self.endpoint else "",
             key_id=self.principal.key_id if self.principal else "",
             requested_model=self.requested_model,
-            served_model=routed.target.model if routed else "",
-            backend=routed.target.backend if routed else "",
+            served_model=served.model if served else "",
+            backend=served.backend if served else "",
             status=self.status,
             stream=bool(routed and routed.stream),
             started_at=self.started_at,
@@ -743,7 +766,8 @@ class Exchange:
             completion_tokens=metered.completion_tokens if metered else None,
             cached_tokens=metered.cached_tokens if metered else None,
             usage_estimated=metered.estimated if metered else None,
-            cost_usd=round(metered.cost(routed.target.prices), 10) if metered and routed else None,
+            cost_usd=round(metered.cost(served.prices), 10) if metered and served else None,
+            attempts=self.attempts if routed else None,
         )
 
 
@@ -826,6 +850,12 @@ class ExternalProcessor(ext_grpc.ExternalProcessorServicer):  # type: ignore[mis
         request_iterator: AsyncIterator[ext.ProcessingRequest],
         context: grpc.aio.ServicerContext[ext.ProcessingRequest, ext.ProcessingResponse],
     ) -> AsyncIterator[ext.ProcessingResponse]:
+        metadata = context.invocation_metadata() if context is not None else None
+        if metadata and ATTEMPT_METADATA in metadata:
+            attempt = Attempt(self._routes)  # the upstream filter, once per attempt
+            async for message in request_iterator:
+                yield attempt.handle(message)
+            return
         exchange = Exchange(self._routes, self._keys, self._settings)
         try:
             loop = asyncio.get_running_loop()

@@ -55,6 +55,7 @@ COLUMNS: Final = (
     "cached_tokens",
     "usage_estimated",
     "cost_usd",
+    "attempts",
 )
 
 # Columns added after the first release: ALTERed into older tables when opened.
@@ -68,6 +69,7 @@ ADDED_COLUMNS: Final = {
     "cached_tokens": "INTEGER",
     "usage_estimated": "INTEGER",
     "cost_usd": "REAL",
+    "attempts": "INTEGER",
 }
 
 DDL: Final = (
@@ -98,7 +100,8 @@ DDL: Final = (
     completion_tokens INTEGER,
     cached_tokens INTEGER,
     usage_estimated INTEGER,
-    cost_usd REAL
+    cost_usd REAL,
+    attempts INTEGER
 )""",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_started_at ON {TABLE} (started_at)",
 )
@@ -146,6 +149,7 @@ class RequestRecord:
     cached_tokens: int | None = None
     usage_estimated: bool | None = None
     cost_usd: float | None = None  # priced with the Backend's table
+    attempts: int | None = None  # upstream attempts: more than 1 when fallbacks were tried
 
 
 assert tuple(f.name for f in dataclasses.fields(RequestRecord)) == COLUMNS
@@ -190,6 +194,7 @@ def record_row(record: RequestRecord) -> tuple[Any, ...]:
         record.cached_tokens,
         None if record.usage_estimated is None else int(record.usage_estimated),
         record.cost_usd,
+        record.attempts,
     )
 
 

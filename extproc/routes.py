@@ -7,7 +7,7 @@ is a couple of dict look-ups with no allocation of config objects.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -47,6 +47,8 @@ class EndpointRoutes:
     policies: EndpointPolicies = NO_POLICIES
     pii: PiiSettings | None = None
     tier: Tier | None = None  # the ServiceTier whose limits apply
+    # model -> the Envoy cluster of its candidates, for a model with fallbacks
+    fallbacks: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def model_body(self, model: str) -> bytes | None:
         if model not in self.models:
@@ -65,9 +67,16 @@ class RouteTable:
     endpoint_header: str
     max_request_bytes: int  # 0 = no limit of ext_proc's own
     endpoints: MappingProxyType[tuple[str, str], EndpointRoutes]
+    # (backend, model) -> how to reach it: for the attempts of a model with fallbacks
+    targets: MappingProxyType[tuple[str, str], Target] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     def endpoint(self, project: str, slug: str) -> EndpointRoutes | None:
         return self.endpoints.get((project, slug))
+
+    def target(self, backend: str, model: str) -> Target | None:
+        return self.targets.get((backend, model))
 
     @classmethod
     def compile(cls, config: runtime_pb2.RuntimeConfig) -> RouteTable:
@@ -101,6 +110,7 @@ class RouteTable:
                 raise RuntimeConfigInvalid(f"service tier {tier.name!r} has no name or is twice")
             tiers[tier.name] = Tier.compile(tier)
         endpoints: dict[tuple[str, str], EndpointRoutes] = {}
+        by_backend: dict[tuple[str, str], Target] = {}
         for endpoint in config.endpoints:
             if endpoint.service_tier and endpoint.service_tier not in tiers:
                 raise RuntimeConfigInvalid(
@@ -115,6 +125,7 @@ class RouteTable:
             if key in endpoints:
                 raise RuntimeConfigInvalid(f"endpoint /{key[0]}/{key[1]} is defined twice")
             models: dict[str, tuple[Target, ...]] = {}
+            fallbacks: dict[str, str] = {}
             for route in endpoint.models:
                 if not route.targets:
                     raise RuntimeConfigInvalid(
@@ -150,6 +161,10 @@ class RouteTable:
                         )
                     )
                 models[route.name] = tuple(targets)
+                if route.fallback_cluster:
+                    fallbacks[route.name] = route.fallback_cluster
+                for target in targets:
+                    by_backend[(target.backend, target.model)] = target
             listing = {"object": "list", "data": [_model_object(name) for name in models]}
             endpoints[key] = EndpointRoutes(
                 endpoint.name,
@@ -160,6 +175,7 @@ class RouteTable:
                 policies.get(endpoint.name, NO_POLICIES),
                 pii.get(endpoint.pii_policy) if endpoint.pii_policy else None,
                 tiers.get(endpoint.service_tier) if endpoint.service_tier else None,
+                MappingProxyType(fallbacks),
             )
         return cls(
             config.revision,
@@ -167,6 +183,7 @@ class RouteTable:
             config.endpoint_header,
             config.max_request_bytes,
             MappingProxyType(endpoints),
+            MappingProxyType(by_backend),
         )
 
 

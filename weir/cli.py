@@ -102,7 +102,11 @@ def _cmd_requests_tail(args: argparse.Namespace) -> int:
 def _cmd_mock_llm(args: argparse.Namespace) -> int:
     from weir.mock_llm import MockSettings, serve
 
-    serve(args.host, args.port, MockSettings(ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms))
+    serve(
+        args.host,
+        args.port,
+        MockSettings(ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms, behavior=args.behavior),
+    )
     return 0
 
 
@@ -303,6 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
     mock.add_argument("--port", type=int, default=9100)
     mock.add_argument("--ttft-ms", type=float, default=0.0, help="time to first token")
     mock.add_argument("--tpot-ms", type=float, default=0.0, help="time per output token")
+    mock.add_argument(
+        "--behavior",
+        default="default",
+        choices=("default", "echo", "error-429", "error-500", "hang"),
+        help="what requests without X-Mock-Behavior get (e.g. error-500: a provider down)",
+    )
     mock.set_defaults(func=_cmd_mock_llm)
     return parser
 

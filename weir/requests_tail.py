@@ -124,6 +124,8 @@ def format_record(record_id: int, record: dict[str, Any]) -> str:
         parts.append("stream")
     if record.get("tier"):
         parts.append(f"tier={record['tier']}")
+    if (record.get("attempts") or 1) > 1:
+        parts.append(f"attempts={record['attempts']}")
     if record.get("prompt_tokens") is not None:
         estimated = "~" if record.get("usage_estimated") else ""
         parts.append(

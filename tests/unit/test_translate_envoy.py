@@ -13,7 +13,16 @@ from google.protobuf import json_format
 from controlplane import translate_envoy, translate_runtime
 from controlplane.dataplane import Address, DataPlaneSettings
 from controlplane.errors import ConfigInvalid
-from controlplane.model import Backend, BackendModel, ConfigSet, Endpoint, ModelAlias, ModelTarget
+from controlplane.model import (
+    Backend,
+    BackendModel,
+    ConfigSet,
+    Endpoint,
+    ModelAlias,
+    ModelTarget,
+    RetryBudget,
+    ServiceTier,
+)
 from controlplane.publisher import build_snapshot
 from controlplane.snapshot import CLUSTER, InconsistentSnapshot
 from weir.envoy_launch import envoy_binary
@@ -40,6 +49,26 @@ CONFIG = ConfigSet(
                 ModelAlias("gpt-4o-mini", (ModelTarget("mock", "mock-gpt"),)),
                 ModelAlias("gpt-4o", (ModelTarget("openai", "gpt-4o"),)),
             ),
+        ),
+        Endpoint(
+            "demo-resilient",
+            "demo",
+            "resilient",
+            (
+                ModelAlias(
+                    "smart", (ModelTarget("openai", "gpt-4o"), ModelTarget("mock", "mock-gpt"))
+                ),
+            ),
+            service_tier="gold",
+        ),
+    ),
+    service_tiers=(
+        ServiceTier(
+            "gold",
+            priority="high",
+            request_timeout_seconds=60.0,
+            stream_idle_timeout_seconds=5.0,
+            retry_budget=RetryBudget(max_retries=1, percent=30, min_concurrent=2),
         ),
     ),
 )
@@ -103,7 +132,69 @@ def test_routes_use_the_cluster_header_and_the_backend_timeout() -> None:
     assert demo["route"]["timeout"] == "42s"
     assert demo["route"]["idle_timeout"] == "42s"  # or the listener-wide 300 s would cut it
     assert by_name["healthz"]["match"] == {"path": "/healthz"}
-    assert list(by_name)[-1] == "fallback"
+    assert list(by_name)[-1] == "unrouted"
+
+
+def test_a_model_with_fallbacks_has_its_candidates_at_successive_priorities() -> None:
+    resources = translate_envoy.translate(CONFIG, DATAPLANE)
+    cluster = {c.name: as_dict(c) for c in resources.clusters}["fallback-demo-resilient-0"]
+    localities = cluster["load_assignment"]["endpoints"]
+    assert [loc.get("priority", 0) for loc in localities] == [0, 1]
+    first, second = (loc["lb_endpoints"][0] for loc in localities)
+    assert first["metadata"]["filter_metadata"]["weir"] == {
+        "candidate": "0",
+        "backend": "openai",
+        "model": "gpt-4o",
+    }
+    assert second["endpoint"]["address"]["socket_address"]["port_value"] == 9100
+    # TLS only towards the provider that needs it.
+    assert first["metadata"]["filter_metadata"]["envoy.transport_socket_match"] == {"tls": "openai"}
+    assert "envoy.transport_socket_match" not in second["metadata"]["filter_metadata"]
+    assert cluster["transport_socket_matches"][0]["match"] == {"tls": "openai"}
+    # An ejected candidate is skipped, never used in "panic".
+    assert cluster["common_lb_config"]["healthy_panic_threshold"] == {}  # 0 %
+    assert cluster["outlier_detection"]["consecutive_5xx"] == 3
+    thresholds = cluster["circuit_breakers"]["thresholds"]
+    assert [t.get("priority", "DEFAULT") for t in thresholds] == ["DEFAULT", "HIGH"]
+    assert thresholds[1]["retry_budget"] == {
+        "budget_percent": {"value": 30.0},
+        "min_retry_concurrency": 2,
+    }
+    options = cluster["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ]
+    attempt, codec = options["http_filters"]
+    assert attempt["typed_config"]["request_attributes"] == ["xds.upstream_host_metadata"]
+    assert attempt["typed_config"]["grpc_service"]["initial_metadata"] == [
+        {"key": "x-weir-phase", "value": "attempt"}
+    ]
+    assert codec["name"] == "envoy.filters.http.upstream_codec"
+
+
+def test_the_tier_sets_the_routes_timeouts_priority_and_retries() -> None:
+    routes = as_dict(translate_envoy.translate(CONFIG, DATAPLANE).routes[0])
+    by_name = {r["name"]: r for r in routes["virtual_hosts"][0]["routes"]}
+    fallback = by_name["endpoint-demo-resilient-fallback"]
+    assert {"name": "x-weir-fallback", "present_match": True} in fallback["match"]["headers"]
+    route = fallback["route"]
+    assert (route["timeout"], route["priority"]) == ("60s", "HIGH")
+    assert route["idle_timeout"] == "60s"  # each attempt has streamIdle instead
+    policy = route["retry_policy"]
+    assert policy["num_retries"] == 1
+    assert policy["per_try_idle_timeout"] == "5s"
+    assert policy["retry_priority"]["name"] == "envoy.retry_priorities.previous_priorities"
+    assert fallback["response_headers_to_add"][0]["header"] == {
+        "key": "x-weir-candidate",
+        "value": "%UPSTREAM_METADATA(weir:candidate)%",
+    }
+    direct = by_name["endpoint-demo-resilient"]["route"]
+    assert (direct["timeout"], direct["idle_timeout"]) == ("60s", "5s")
+    assert "retry_policy" not in direct
+    # The fallback route is matched first; without a tier, no priority.
+    names = list(by_name)
+    assert names.index("endpoint-demo-resilient-fallback") < names.index("endpoint-demo-resilient")
+    assert "priority" not in by_name["endpoint-demo-chat"]["route"]
+    assert routes["virtual_hosts"][0]["include_attempt_count_in_response"] is True
 
 
 def test_extproc_filter_is_fail_closed_with_a_deliberate_timeout() -> None:

@@ -224,7 +224,7 @@ def create_app(settings: MockSettings | None = None) -> Starlette:
             ).hexdigest()
         try:
             try:
-                behavior = parse_behavior(request.headers)
+                behavior = parse_behavior(request.headers, settings.behavior)
             except APIError:
                 stats.record(body, "invalid")
                 raise

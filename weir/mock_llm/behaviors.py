@@ -50,14 +50,13 @@ TOOL_BEHAVIORS = frozenset(
 )
 
 
-def parse_behavior(headers: Headers) -> Behavior:
-    """The behaviour asked for (case-insensitive), ``DEFAULT`` if none; 400 if unknown."""
+def parse_behavior(headers: Headers, default: str = "default") -> Behavior:
+    """The behaviour asked for (case-insensitive), else the server's `default` (a
+    Behavior value); 400 if unknown."""
     raw = headers.get(BEHAVIOR_HEADER)
-    if raw is None:
-        return Behavior.DEFAULT
-    value = raw.strip().lower()
+    value = (raw or "").strip().lower()
     if not value:
-        return Behavior.DEFAULT
+        return _BY_NAME[default]
     behavior = _BY_NAME.get(value)
     if behavior is None:
         supported = ", ".join(f"'{b.value}'" for b in Behavior if b is not Behavior.DEFAULT)

@@ -21,6 +21,9 @@ class MockSettings:
     tpot_ms: float = 0.0
     model_ids: tuple[str, ...] = ("mock-gpt", "mock-gpt-mini")
     retry_after_s: int = 1
+    # What a request without X-Mock-Behavior gets: e.g. "error-500" for a provider that is
+    # down, to test fallbacks ("default": the usual answer).
+    behavior: str = "default"
 
     def __post_init__(self) -> None:
         if self.ttft_ms < 0 or self.tpot_ms < 0:

@@ -160,12 +160,14 @@ class Endpoint(_message.Message):
     def __init__(self, name: _Optional[str] = ..., project: _Optional[str] = ..., slug: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelRoute, _Mapping]]] = ..., pii_policy: _Optional[str] = ..., service_tier: _Optional[str] = ...) -> None: ...
 
 class ModelRoute(_message.Message):
-    __slots__ = ("name", "targets")
+    __slots__ = ("name", "targets", "fallback_cluster")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_CLUSTER_FIELD_NUMBER: _ClassVar[int]
     name: str
     targets: _containers.RepeatedCompositeFieldContainer[ModelTarget]
-    def __init__(self, name: _Optional[str] = ..., targets: _Optional[_Iterable[_Union[ModelTarget, _Mapping]]] = ...) -> None: ...
+    fallback_cluster: str
+    def __init__(self, name: _Optional[str] = ..., targets: _Optional[_Iterable[_Union[ModelTarget, _Mapping]]] = ..., fallback_cluster: _Optional[str] = ...) -> None: ...
 
 class ModelTarget(_message.Message):
     __slots__ = ("backend", "model")
