@@ -6,6 +6,7 @@ reference validation; the translators read only these, never raw dicts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from weir.pii_types import DEFAULT_MAX_SCAN_BYTES
@@ -41,6 +42,7 @@ class Backend:
     base_url: str  # e.g. http://127.0.0.1:9000/v1 ; scheme http or https
     models: tuple[BackendModel, ...]
     api_key_env: str | None = None  # name of the env var holding the provider key
+    api_key_secret: tuple[str, str] | None = None  # (Secret name, key) holding it
     timeout_seconds: float = 300.0
     connect_timeout_seconds: float = 5.0
     weight: int = 1
@@ -142,6 +144,16 @@ class ServiceTier:
 
 
 @dataclass(frozen=True)
+class Secret:
+    """A Kubernetes Secret (v1) that Backends take API keys from. Its values never
+    appear in a repr, a log or an error."""
+
+    name: str
+    values: Mapping[str, str] = field(repr=False, default_factory=dict)
+    source_file: str = ""
+
+
+@dataclass(frozen=True)
 class ConfigSet:
     """Every accepted resource of one consistent load."""
 
@@ -150,12 +162,16 @@ class ConfigSet:
     policies: tuple[Policy, ...] = ()
     pii_policies: tuple[PIIPolicy, ...] = ()
     service_tiers: tuple[ServiceTier, ...] = ()
+    secrets: tuple[Secret, ...] = ()
 
     def backend(self, name: str) -> Backend | None:
         for b in self.backends:
             if b.name == name:
                 return b
         return None
+
+    def secret(self, name: str) -> Secret | None:
+        return next((secret for secret in self.secrets if secret.name == name), None)
 
     def service_tier(self, name: str | None) -> ServiceTier | None:
         for tier in self.service_tiers:

@@ -55,6 +55,10 @@ MAX_TOKENS: Final = 1_000_000_000
 within the 32-bit fields they travel in."""
 """A model name as a client or a provider spells it: any non-empty text without whitespace."""
 
+# A Kubernetes Secret's name (a DNS subdomain) and a key of its data.
+SECRET_NAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+SECRET_KEY_PATTERN: Final = r"^[-._a-zA-Z0-9]+$"
+
 PATTERN_HINTS: Final[dict[str, tuple[str, str]]] = {
     NAME_PATTERN: (
         "name",
@@ -72,6 +76,11 @@ PATTERN_HINTS: Final[dict[str, tuple[str, str]]] = {
         "give the name of the variable holding the value, like OPENAI_API_KEY, not the value",
     ),
     MODEL_NAME_PATTERN: ("model name", "use non-empty text without spaces"),
+    SECRET_NAME_PATTERN: (
+        "Secret name",
+        "use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit",
+    ),
+    SECRET_KEY_PATTERN: ("Secret key", "use letters, digits, '-', '_' and '.'"),
 }
 """(what it is, how to write it) for each pattern: error messages use these, not the regex.
 `SLUG_PATTERN` is `NAME_PATTERN`, so they share one."""
@@ -216,15 +225,30 @@ BACKEND_SPEC_SCHEMA: Final[JSONSchema] = _obj(
             maxLength=2048,
         ),
         "apiKey": _obj(
-            "Where the provider API key comes from. Omit for providers that need no key.",
+            "Where the provider API key comes from: exactly one of `env` and `secretRef`. "
+            "Omit for providers that need no key.",
             {
                 "env": _str(
-                    "The name of the environment variable (of the gateway process) that holds "
-                    "the key.",
+                    "The name of the environment variable (of the control plane process) "
+                    "that holds the key.",
                     ENV_VAR_PATTERN,
                 ),
+                "secretRef": _obj(
+                    "A key of a Kubernetes Secret (`apiVersion: v1`, `kind: Secret`) that "
+                    "holds the API key: in the config directory, or in the cluster.",
+                    {
+                        "name": _str(
+                            "The Secret's metadata.name.", SECRET_NAME_PATTERN, maxLength=253
+                        ),
+                        "key": _str(
+                            "The key in the Secret's data (or stringData).",
+                            SECRET_KEY_PATTERN,
+                            maxLength=253,
+                        ),
+                    },
+                    required=["name", "key"],
+                ),
             },
-            required=["env"],
         ),
         "timeout": _str(
             "The longest a whole upstream request may take (e.g. 300s, 2m).",

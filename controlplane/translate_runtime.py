@@ -58,6 +58,20 @@ def translate(
                         f"environment variable {backend.api_key_env} is not set or empty",
                     )
                 )
+        elif backend.api_key_secret:
+            name, key = backend.api_key_secret
+            secret = config.secret(name)
+            api_key = secret.values.get(key, "").strip() if secret else ""
+            if not api_key:
+                errors.append(
+                    ConfigError(
+                        backend.source_file,
+                        "Backend",
+                        backend.name,
+                        "spec.apiKey.secretRef",
+                        f"Secret {name!r} has no value for key {key!r}",
+                    )
+                )
         runtime.backends.append(
             runtime_pb2.Backend(
                 name=backend.name,

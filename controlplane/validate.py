@@ -18,6 +18,8 @@ its checks to `_CHECKS`, and a field to `ConfigSet`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import json
 import re
@@ -45,13 +47,25 @@ from controlplane.model import (
     Policy,
     Pricing,
     RetryBudget,
+    Secret,
     ServiceTier,
 )
-from controlplane.schema import DURATION_PATTERN, ENV_VAR_PATTERN, KINDS, PATTERN_HINTS
+from controlplane.schema import (
+    DURATION_PATTERN,
+    ENV_VAR_PATTERN,
+    KINDS,
+    PATTERN_HINTS,
+    SECRET_KEY_PATTERN,
+    SECRET_NAME_PATTERN,
+)
 from weir.pii_types import DEFAULT_MAX_SCAN_BYTES
 from weir.rego import RegoCompileError, compile_module
 
 FieldPath = tuple[str | int, ...]
+
+# Kubernetes Secrets may sit beside Weir's resources: Backends take API keys from them.
+SECRET_KIND: Final = "Secret"
+SECRET_API_VERSION: Final = "v1"
 
 __all__ = ["FieldPath", "format_path", "parse_duration", "validate_documents"]
 
@@ -299,6 +313,8 @@ def _inspect(index: int, file: str, body: Any, errors: _Errors) -> _Doc:
     if not isinstance(body, dict):
         errors.add(doc, (), f"expected a mapping (a resource), got {_article(_value_type(body))}")
         return doc
+    if body.get("kind") == SECRET_KIND and body.get("apiVersion") == SECRET_API_VERSION:
+        return _inspect_secret(doc, errors)
     kind = body.get("kind")
     if isinstance(kind, str) and kind:
         doc.kind = _printable(kind)
@@ -337,6 +353,90 @@ def _inspect(index: int, file: str, body: Any, errors: _Errors) -> _Doc:
         errors.add(doc, path, message)
     doc.valid = not problems
     return doc
+
+
+def _inspect_secret(doc: _Doc, errors: _Errors) -> _Doc:
+    """A Kubernetes Secret, checked by hand so that no message can quote a value."""
+    doc.kind = SECRET_KIND
+    body = doc.body
+    metadata = body.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    if isinstance(name, str) and re.fullmatch(SECRET_NAME_PATTERN, name):
+        doc.raw_name = doc.name = name
+    else:
+        errors.add(doc, ("metadata", "name"), "a Secret needs a name (a DNS subdomain)")
+        return doc
+    for key in body:
+        if key not in ("apiVersion", "kind", "metadata", "type", "immutable", *_SECRET_FIELDS):
+            errors.add(doc, (key,), "unknown field of a Secret")
+    for section in _SECRET_FIELDS:
+        values = body.get(section, {})
+        if not isinstance(values, dict):
+            errors.add(doc, (section,), "expected a mapping of keys to strings")
+            continue
+        for key, value in values.items():
+            if not isinstance(key, str) or not re.fullmatch(SECRET_KEY_PATTERN, key):
+                errors.add(doc, (section,), "a key must be letters, digits, '-', '_' or '.'")
+            elif not isinstance(value, str):
+                errors.add(doc, (section, key), "the value must be a string")
+            elif section == "data" and _decoded(value) is None:
+                errors.add(doc, (section, key), "the value is not base64 of UTF-8 text")
+    doc.known_kind = doc.readable = doc.valid = True
+    return doc
+
+
+_SECRET_FIELDS: Final = ("data", "stringData")
+
+
+def _decoded(value: str) -> str | None:
+    try:
+        return base64.b64decode(value, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def _secret_keys(doc: _Doc) -> set[str]:
+    keys: set[str] = set()
+    for section in _SECRET_FIELDS:
+        values = doc.body.get(section)
+        if isinstance(values, dict):
+            keys.update(k for k in values if isinstance(k, str))
+    return keys
+
+
+def _check_secret_references(docs: Sequence[_Doc], errors: _Errors, partial: bool) -> None:
+    secrets = {d.raw_name: d for d in docs if d.kind == SECRET_KIND and d.raw_name is not None}
+    for doc in docs:
+        if not (doc.readable and doc.kind == "Backend"):
+            continue
+        api_key = doc.spec().get("apiKey")
+        if not isinstance(api_key, dict):
+            continue
+        if ("env" in api_key) == ("secretRef" in api_key):
+            errors.add(doc, ("spec", "apiKey"), "give exactly one of `env` and `secretRef`")
+            continue
+        ref = api_key.get("secretRef")
+        if not isinstance(ref, dict):
+            continue
+        name, key = ref.get("name"), ref.get("key")
+        if not isinstance(name, str) or not isinstance(key, str):
+            continue
+        secret = secrets.get(name)
+        if secret is None:
+            if not partial:
+                defined = ", ".join(sorted(secrets)) or "none"
+                errors.add(
+                    doc,
+                    ("spec", "apiKey", "secretRef", "name"),
+                    f"unknown Secret {name!r} (defined: {defined})",
+                )
+        elif key not in _secret_keys(secret):
+            keys = ", ".join(sorted(_secret_keys(secret))) or "none"
+            errors.add(
+                doc,
+                ("spec", "apiKey", "secretRef", "key"),
+                f"Secret {name!r} has no key {key!r} (its keys: {keys})",
+            )
 
 
 # --- cross-resource and semantic checks -------------------------------------------------------
@@ -590,6 +690,7 @@ def _check_tier_references(docs: Sequence[_Doc], errors: _Errors, partial: bool)
 _CHECKS: Final[list[Callable[[Sequence[_Doc], _Errors, bool], None]]] = [
     _check_unique_names,
     _check_backends,
+    _check_secret_references,
     _check_service_tiers,
     _check_endpoints,
     _check_policies,
@@ -608,7 +709,11 @@ def _to_backend(doc: _Doc) -> Backend:
     if "connectTimeout" in spec:
         kwargs["connect_timeout_seconds"] = parse_duration(spec["connectTimeout"])
     if "apiKey" in spec:
-        kwargs["api_key_env"] = spec["apiKey"]["env"]
+        api_key = spec["apiKey"]
+        if "env" in api_key:
+            kwargs["api_key_env"] = api_key["env"]
+        else:
+            kwargs["api_key_secret"] = (api_key["secretRef"]["name"], api_key["secretRef"]["key"])
     if "weight" in spec:
         kwargs["weight"] = int(spec["weight"])
     return Backend(
@@ -689,6 +794,14 @@ def _to_pii_policy(doc: _Doc) -> PIIPolicy:
     )
 
 
+def _to_secret(doc: _Doc) -> Secret:
+    values = {}
+    for key, value in doc.body.get("data", {}).items():
+        values[key] = _decoded(value) or ""
+    values.update(doc.body.get("stringData", {}))  # as Kubernetes does: stringData wins
+    return Secret(name=doc.resource_name(), values=values, source_file=doc.file)
+
+
 def _limits(spec: Any) -> Limits:
     spec = spec if isinstance(spec, dict) else {}
     return Limits(
@@ -725,6 +838,7 @@ _CONVERTERS: Final[dict[str, Callable[[_Doc], object]]] = {
     "Policy": _to_policy,
     "PIIPolicy": _to_pii_policy,
     "ServiceTier": _to_service_tier,
+    SECRET_KIND: _to_secret,
 }
 
 # --- entry point ------------------------------------------------------------------------------
@@ -750,4 +864,5 @@ def validate_documents(docs: Sequence[tuple[str, Any]], *, partial: bool = False
         policies=tuple(r for r in resources if isinstance(r, Policy)),
         pii_policies=tuple(r for r in resources if isinstance(r, PIIPolicy)),
         service_tiers=tuple(r for r in resources if isinstance(r, ServiceTier)),
+        secrets=tuple(r for r in resources if isinstance(r, Secret)),
     )

@@ -40,6 +40,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         (len(config.policies), "Policy(ies)"),
         (len(config.pii_policies), "PIIPolicy(ies)"),
         (len(config.service_tiers), "ServiceTier(s)"),
+        (len(config.secrets), "Secret(s)"),
     )
     print(f"{args.directory}: OK ({', '.join(f'{n} {kind}' for n, kind in counts)})")
     return 0

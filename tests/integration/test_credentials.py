@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 from pathlib import Path
@@ -85,3 +86,49 @@ def test_a_missing_provider_key_is_reported_by_name_before_anything_starts(
     assert "keyed.yaml: Backend/keyed: spec.apiKey.env:" in result.stderr
     assert "WEIR_TEST_PROVIDER_KEY is not set" in result.stderr
     assert not (tmp_path / "state" / "logs").exists()
+
+
+SECRET_BACKEND = """
+apiVersion: v1
+kind: Secret
+metadata: {name: provider-keys}
+type: Opaque
+data:
+  mock: %s
+---
+apiVersion: weir.dev/v1alpha1
+kind: Backend
+metadata: {name: from-secret}
+spec:
+  baseURL: ${WEIR_MOCK_LLM_URL}
+  apiKey: {secretRef: {name: provider-keys, key: mock}}
+  models: [{name: mock-gpt}]
+---
+apiVersion: weir.dev/v1alpha1
+kind: Endpoint
+metadata: {name: from-secret}
+spec:
+  project: demo
+  slug: from-secret
+  models: [{name: m, targets: [{backend: from-secret, model: mock-gpt}]}]
+"""
+
+
+def test_a_key_from_a_secret_goes_upstream_and_never_into_logs(tmp_path: Path) -> None:
+    secret = "sk-from-a-secret-7c2d9e"
+    config = copy_quickstart(tmp_path / "config")
+    encoded = base64.b64encode(secret.encode()).decode()
+    (config / "secret.yaml").write_text(SECRET_BACKEND % encoded)
+    state = tmp_path / "state"
+    with weir_up(config, state, "-v") as up:
+        raw = openai.OpenAI(
+            base_url=up.endpoint("demo", "from-secret"), api_key=up.key
+        ).chat.completions.with_raw_response.create(
+            model="m", messages=[{"role": "user", "content": "hi"}]
+        )
+        expected = hashlib.sha256(f"Bearer {secret}".encode()).hexdigest()
+        assert raw.headers["x-mock-received-authorization-sha256"] == expected
+        output = up.process.output
+    logs = "".join(p.read_text() for p in (state / "logs").iterdir())
+    for text in (output, logs):
+        assert secret not in text and encoded not in text

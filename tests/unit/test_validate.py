@@ -485,4 +485,4 @@ def test_checks_also_run_on_schema_invalid_endpoints() -> None:
 
 
 def test_every_kind_has_a_converter() -> None:
-    assert set(validate._CONVERTERS) == set(KINDS)
+    assert set(validate._CONVERTERS) == {*KINDS, validate.SECRET_KIND}
