@@ -17,7 +17,7 @@ from typing import Final
 
 KEY_PREFIX: Final = "wk"
 SECRET_LENGTH: Final = 43  # base62 digits: 62**43 > 2**256
-SCOPES: Final = ("inference", "management")
+SCOPES: Final = ("inference", "management", "routing")
 DEFAULT_SCOPES: Final = ("inference",)
 _BASE62: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 PROJECT_PATTERN: Final = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")

@@ -23,6 +23,9 @@ class Pricing:
     output: float = 0.0
 
 
+QUALITY_TIERS = ("basic", "standard", "premium", "frontier")
+
+
 @dataclass(frozen=True)
 class BackendModel:
     """A model a Backend serves, under the name the provider knows it by."""
@@ -31,7 +34,12 @@ class BackendModel:
     context_window: int | None = None
     max_output_tokens: int | None = None
     pricing: Pricing = field(default_factory=Pricing)
-    tier: str = "standard"
+    tier: str = "standard"  # quality tier: basic, standard, premium, frontier
+
+    @property
+    def quality(self) -> int:
+        """The quality tier as a rank, 1 (basic) to 4 (frontier)."""
+        return QUALITY_TIERS.index(self.tier) + 1
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,15 @@ class Endpoint:
     source_file: str = ""
     pii_policy: str | None = None  # a PIIPolicy name
     service_tier: str | None = None  # a ServiceTier name
+    auto: AutoRouting | None = None  # set: clients may ask for model "auto"
+
+
+@dataclass(frozen=True)
+class AutoRouting:
+    """`model: "auto"`: the candidates (endpoint model names) and the default mode."""
+
+    models: tuple[str, ...]
+    mode: str = "balanced"
 
 
 POLICY_STAGES = ("request", "response")

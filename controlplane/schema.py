@@ -207,9 +207,13 @@ BACKEND_MODEL_SCHEMA: Final[JSONSchema] = _obj(
             "maximum": MAX_TOKENS,
             "description": "The most completion tokens the model can produce in one response.",
         },
-        "tier": _str(
-            "A free-form service tier label for this model.", minLength=1, default="standard"
-        ),
+        "tier": {
+            "type": "string",
+            "enum": ["basic", "standard", "premium", "frontier"],
+            "default": "standard",
+            "description": 'The model\'s quality tier, lowest first: what `model: "auto"` '
+            "routing weighs against price and latency.",
+        },
         "pricing": PRICING_SCHEMA,
     },
     required=["name"],
@@ -344,6 +348,25 @@ ENDPOINT_SPEC_SCHEMA: Final[JSONSchema] = _obj(
             "omit it for no limits.",
             NAME_PATTERN,
             maxLength=63,
+        ),
+        "auto": _obj(
+            'Lets clients ask for `model: "auto"`: Weir picks one of this endpoint\'s '
+            "models from the request's routing hints, the models' quality tiers and prices, "
+            "and the latency they have shown lately.",
+            {
+                "models": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": _str("A model of this endpoint.", MODEL_NAME_PATTERN, maxLength=256),
+                    "description": "The candidates, names from spec.models (default: all).",
+                },
+                "mode": {
+                    "type": "string",
+                    "enum": ["fast", "balanced", "quality", "cost"],
+                    "default": "balanced",
+                    "description": "The routing mode when the request gives none.",
+                },
+            },
         ),
     },
     required=["project", "slug", "models"],

@@ -87,6 +87,7 @@ def translate(
                         input_price=m.pricing.input,
                         cached_input_price=m.pricing.cached_input,
                         output_price=m.pricing.output,
+                        quality_tier=m.quality,
                     )
                     for m in backend.models
                 ],
@@ -113,6 +114,11 @@ def translate(
                 ],
                 pii_policy=endpoint.pii_policy or "",
                 service_tier=endpoint.service_tier or "",
+                auto_routing=runtime_pb2.AutoRouting(
+                    models=endpoint.auto.models, mode=endpoint.auto.mode
+                )
+                if endpoint.auto
+                else None,
             )
         )
     every_endpoint = [endpoint.name for endpoint in config.endpoints]

@@ -36,6 +36,7 @@ from jsonschema.validators import extend
 from controlplane.errors import UNKNOWN, ConfigError, ConfigInvalid
 from controlplane.model import (
     API_VERSION,
+    AutoRouting,
     Backend,
     BackendModel,
     ConfigSet,
@@ -255,6 +256,8 @@ def _describe(error: ValidationError) -> Iterator[tuple[FieldPath, str]]:
     elif keyword == "minimum":
         yield path, f"must be at least {error.validator_value}, got {_short(instance)}"
     elif keyword == "enum":
+        if schema.get("type") == "string" and not isinstance(instance, str):
+            return  # the type error says it
         values = error.validator_value
         allowed = ", ".join(str(v) for v in values) if isinstance(values, list) else str(values)
         yield path, f"must be one of: {allowed}; got {_short(instance)}"
@@ -587,6 +590,29 @@ def _check_endpoints(docs: Sequence[_Doc], errors: _Errors, partial: bool) -> No
                         f"Backend {backend!r} does not serve model {model!r} "
                         f"(it serves: {', '.join(sorted(served))})",
                     )
+        _check_auto(doc, spec, errors)
+
+
+def _check_auto(doc: _Doc, spec: Mapping[str, Any], errors: _Errors) -> None:
+    """`auto` names models of the endpoint, which then has none called "auto"."""
+    auto = spec.get("auto")
+    if not isinstance(auto, dict):
+        return
+    names = [_string(alias, "name") for _, alias in _items(spec.get("models"))]
+    if "auto" in names:
+        errors.add(
+            doc,
+            ("spec", "models", names.index("auto"), "name"),
+            "an endpoint with `auto` routing cannot also have a model named 'auto'",
+        )
+    for k, name in enumerate(auto.get("models") or ()):
+        if isinstance(name, str) and name not in names:
+            known = ", ".join(sorted(n for n in names if n)) or "none"
+            errors.add(
+                doc,
+                ("spec", "auto", "models", k),
+                f"unknown model {name!r} of this endpoint (its models: {known})",
+            )
 
 
 # What a Policy's module must define, per stage: the rules ext_proc evaluates.
@@ -761,7 +787,16 @@ def _to_endpoint(doc: _Doc) -> Endpoint:
         source_file=doc.file,
         pii_policy=spec.get("piiPolicy"),
         service_tier=spec.get("serviceTier"),
+        auto=_auto_routing(spec),
     )
+
+
+def _auto_routing(spec: Mapping[str, Any]) -> AutoRouting | None:
+    auto = spec.get("auto")
+    if auto is None:
+        return None
+    models = auto.get("models") or [alias["name"] for alias in spec["models"]]
+    return AutoRouting(models=tuple(models), mode=auto.get("mode", "balanced"))
 
 
 def _to_policy(doc: _Doc) -> Policy:

@@ -18,6 +18,7 @@ from extproc.errors import AuthenticationFailed, PermissionDenied
 from weir.config.v1 import keys_pb2
 
 INFERENCE_SCOPE: Final = "inference"
+ROUTING_SCOPE: Final = "routing"  # may pin a request to a backend (X-Weir-Route-To)
 # `wk_{project}_{43 base62}`: see controlplane.api_keys (the control plane issues keys).
 _KEY_SHAPE: Final = re.compile(rb"^wk_[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?_[0-9A-Za-z]{43}$")
 _BEARER: Final = b"bearer "

@@ -98,7 +98,7 @@ def route(
     clamped_from = clamp_max_tokens(body, target.max_output_tokens)
     api_path = f"/{API_PATH}?{query}" if query else f"/{API_PATH}"
     path = f"{target.path_prefix}{api_path}"
-    fallback = endpoint.fallbacks.get(model)
+    fallback = endpoint.fallbacks.get(model) if len(targets) > 1 else None
     headers = [
         (table.cluster_header, (fallback or target.cluster).encode()),
         (table.endpoint_header, endpoint.name.encode()),

@@ -38,7 +38,7 @@ from extproc.accounting import (
     usage_headers,
 )
 from extproc.attempts import ATTEMPT_METADATA, CANDIDATE_HEADER, Attempt
-from extproc.auth import INFERENCE_SCOPE, KeyIndexHolder, Principal, authorize
+from extproc.auth import INFERENCE_SCOPE, ROUTING_SCOPE, KeyIndexHolder, Principal, authorize
 from extproc.chat_completions import TOKEN_LIMIT_FIELDS
 from extproc.completion_watch import (
     MAX_RECORDED_CALLS,
@@ -85,6 +85,16 @@ from extproc.policy_input import request_document
 from extproc.project_settings import ProjectSettingsHolder
 from extproc.records import RequestRecord
 from extproc.routes import EndpointRoutes, RouteTableHolder, Target
+from extproc.routing import (
+    AUTO,
+    EXPECTED_OUTPUT_TOKENS,
+    FORCE_HEADER,
+    HINT_HEADERS,
+    LatencyBoard,
+    RoutingDecision,
+    choose,
+    parse_hints,
+)
 from extproc.tool_calls import ToolCall
 from extproc.usage import DEFAULT_OUTPUT_RESERVATION, ask_for_usage, estimate_tokens
 
@@ -105,6 +115,8 @@ _REQUEST_HEADERS: Final = (
     "traceparent",
     "x-request-id",
     SHOW_RAW_HEADER,
+    FORCE_HEADER,
+    *HINT_HEADERS,
 )
 
 
@@ -121,12 +133,17 @@ class Exchange:
         "candidates",
         "check",
         "clamped_from",
+        "decision",
         "decisions",
         "endpoint",
         "error_code",
         "finished",
+        "force",
+        "hint_headers",
         "hold",
         "keys",
+        "last_byte",
+        "latency",
         "may_call_tools",
         "metered",
         "pii",
@@ -165,10 +182,12 @@ class Exchange:
         routes: RouteTableHolder,
         keys: KeyIndexHolder,
         settings: ProjectSettingsHolder | None = None,
+        latency: LatencyBoard | None = None,
     ) -> None:
         self.routes = routes
         self.keys = keys
         self.settings = settings
+        self.latency = latency or LatencyBoard()
         self.table = routes.table
         self.endpoint: EndpointRoutes | None = None
         self.project = ""  # from the URL; set once the URL has the endpoint shape
@@ -206,6 +225,10 @@ class Exchange:
         self.candidates: tuple[Target, ...] = ()  # of the model routed to
         self.served: Target | None = None  # the candidate that answered (first: routed)
         self.attempts = 1  # upstream attempts (more when fallbacks were tried)
+        self.hint_headers: dict[str, bytes] = {}  # X-Weir-Routing-*, X-SLO-*
+        self.force = b""  # X-Weir-Route-To: backend[/model]
+        self.decision: RoutingDecision | None = None  # how model "auto" was resolved
+        self.last_byte = 0.0  # perf_counter of the answer's last body chunk
         self.prescanned: Prescanned | None = None  # a large body, parsed ahead
         self.scanned: Scanned | None = None  # and scanned ahead
 
@@ -260,6 +283,8 @@ class Exchange:
             headers.append(("x-weir-max-tokens-clamped", str(self.clamped_from).encode()))
         if self.endpoint is not None and self.endpoint.tier is not None:
             headers.append(("x-weir-service-tier", self.endpoint.tier.name.encode()))
+        if self.decision is not None:
+            headers.append(("x-weir-routing", self.decision.header()))
         headers.extend(rate_limit_headers(self.hold))
         return headers
 
@@ -279,9 +304,14 @@ class Exchange:
                 traceparent,
                 request_id,
                 show_raw,
+                self.force,
+                *hint_values,
             ),
             property_headers,
         ) = headers_and_prefixed(message, _REQUEST_HEADERS, correlation.PROPERTY_PREFIX)
+        self.hint_headers = {
+            name: value for name, value in zip(HINT_HEADERS, hint_values, strict=True) if value
+        }
         # Envoy's request id (it generates one, and returns it in the response), so that
         # Envoy's access log, Weir's records and the client all name a request alike.
         self.request_id = correlation.request_id_from(request_id)
@@ -419,8 +449,17 @@ class Exchange:
             self.session_id = correlation.derive_session(
                 endpoint.project, self.principal.key_id, body
             )
+        weir = body.pop("weir", None)  # Weir's own request field: never sent upstream
+        if weir is not None and not isinstance(weir, dict):
+            raise InvalidRequest("weir must be an object.", param="weir")
+        requested = body.get("model")
+        if requested == AUTO and endpoint.auto is not None:
+            self.decision = self.route_auto(endpoint, body, weir.get("routing") if weir else None)
+            body["model"] = self.decision.model
         model, targets = chat_completions.check(endpoint, body)
-        self.requested_model = model
+        if self.force:
+            targets = self.forced(endpoint, targets)
+        self.requested_model = requested if isinstance(requested, str) else model
         pii = self.pii_settings(endpoint)
         anonymized = self.find_pii(pii, body) if pii is not None else None
         policies = endpoint.policies
@@ -469,6 +508,32 @@ class Exchange:
         )
         common.body_mutation.body = routed.body
         return ext.ProcessingResponse(request_body=ext.BodyResponse(response=common))
+
+    def route_auto(
+        self, endpoint: EndpointRoutes, body: dict[str, Any], body_hints: Any
+    ) -> RoutingDecision:
+        """Which endpoint model `model: "auto"` goes to, from the hints."""
+        assert endpoint.auto is not None
+        hints = parse_hints(body_hints, self.hint_headers, endpoint.auto.mode)
+        most = next((body[f] for f in TOKEN_LIMIT_FIELDS if isinstance(body.get(f), int)), 0)
+        models = {name: endpoint.models[name][0] for name in endpoint.auto.models}
+        return choose(models, hints, self.latency, most or EXPECTED_OUTPUT_TOKENS)
+
+    def forced(self, endpoint: EndpointRoutes, targets: tuple[Target, ...]) -> tuple[Target, ...]:
+        """X-Weir-Route-To: backend[/model], one of the model's targets, for keys with
+        the routing scope: that target only, no fallbacks."""
+        assert self.principal is not None
+        authorize(self.principal, endpoint.project, ROUTING_SCOPE)
+        backend, _, model = self.force.decode("latin-1").strip().partition("/")
+        chosen = [t for t in targets if t.backend == backend and (not model or t.model == model)]
+        if not chosen:
+            offered = ", ".join(f"{t.backend}/{t.model}" for t in targets)
+            raise InvalidRequest(
+                f"X-Weir-Route-To names no target of this model (its targets: {offered}).",
+                param=FORCE_HEADER,
+                code="invalid_route",
+            )
+        return (chosen[0],)
 
     def find_pii(self, pii: PiiSettings, body: dict[str, Any]) -> list[Any] | None:
         """Scan the messages; the anonymized copy to send when values were tagged.
@@ -606,8 +671,10 @@ class Exchange:
         return ext.ProcessingResponse(response_headers=headers)
 
     def on_response_body(self, message: ext.HttpBody) -> ext.ProcessingResponse:
-        if self.ttft_ms is None and message.body:
-            self.ttft_ms = (time.perf_counter() - self.started) * 1000
+        if message.body:
+            self.last_byte = time.perf_counter()
+            if self.ttft_ms is None:
+                self.ttft_ms = (self.last_byte - self.started) * 1000
         watch = self.watch
         if watch is not None:
             replacement = watch.feed(message.body, message.end_of_stream)
@@ -683,6 +750,19 @@ class Exchange:
             parsed["weir"] = orjson.Fragment(weir)
             new_body = orjson.dumps(parsed)
         return whole_body_replacement(new_body, usage_headers(metered, cost))
+
+    def observe_latency(self) -> None:
+        """Feed the latency board with a successful answer: the time to its first byte,
+        and for a stream the time per output token after it."""
+        served, ttft = self.served, self.ttft_ms
+        if served is None or ttft is None or not 200 <= self.status < 300:
+            return
+        tpot = None
+        metered = self.answer_usage()
+        if self.watch is not None and metered is not None and metered.completion_tokens > 1:
+            first = self.started + ttft / 1000
+            tpot = (self.last_byte - first) * 1000 / (metered.completion_tokens - 1)
+        self.latency.observe(served, ttft, tpot)
 
     def answer_usage(self) -> Metered | None:
         """The usage of a routed answer, once it is over: counted when the body was
@@ -768,6 +848,7 @@ class Exchange:
             usage_estimated=metered.estimated if metered else None,
             cost_usd=round(metered.cost(served.prices), 10) if metered and served else None,
             attempts=self.attempts if routed else None,
+            routing=self.decision.as_record() if self.decision else None,
         )
 
 
@@ -844,6 +925,7 @@ class ExternalProcessor(ext_grpc.ExternalProcessorServicer):  # type: ignore[mis
         self._large_bodies = large_bodies or large_body_executor()
         self._limiter = limiter or Limiter(MemoryStore())
         self._settling: set[asyncio.Task[None]] = set()
+        self._latency = LatencyBoard()  # what each backend's models have shown lately
 
     async def Process(
         self,
@@ -856,7 +938,7 @@ class ExternalProcessor(ext_grpc.ExternalProcessorServicer):  # type: ignore[mis
             async for message in request_iterator:
                 yield attempt.handle(message)
             return
-        exchange = Exchange(self._routes, self._keys, self._settings)
+        exchange = Exchange(self._routes, self._keys, self._settings, self._latency)
         try:
             loop = asyncio.get_running_loop()
             async for message in request_iterator:
@@ -879,6 +961,7 @@ class ExternalProcessor(ext_grpc.ExternalProcessorServicer):  # type: ignore[mis
                 )
                 self._settling.add(settle)  # a reference until it is done
                 settle.add_done_callback(self._settling.discard)
+            exchange.observe_latency()
             if self._records is not None:
                 record = exchange.record()
                 if record is not None:

@@ -56,6 +56,7 @@ COLUMNS: Final = (
     "usage_estimated",
     "cost_usd",
     "attempts",
+    "routing",
 )
 
 # Columns added after the first release: ALTERed into older tables when opened.
@@ -70,6 +71,7 @@ ADDED_COLUMNS: Final = {
     "usage_estimated": "INTEGER",
     "cost_usd": "REAL",
     "attempts": "INTEGER",
+    "routing": "TEXT",
 }
 
 DDL: Final = (
@@ -101,7 +103,8 @@ DDL: Final = (
     cached_tokens INTEGER,
     usage_estimated INTEGER,
     cost_usd REAL,
-    attempts INTEGER
+    attempts INTEGER,
+    routing TEXT
 )""",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_started_at ON {TABLE} (started_at)",
 )
@@ -150,6 +153,8 @@ class RequestRecord:
     usage_estimated: bool | None = None
     cost_usd: float | None = None  # priced with the Backend's table
     attempts: int | None = None  # upstream attempts: more than 1 when fallbacks were tried
+    # How model "auto" was resolved: {"requested", "chosen", "mode", "reason", "hints"}
+    routing: dict[str, Any] | None = None
 
 
 assert tuple(f.name for f in dataclasses.fields(RequestRecord)) == COLUMNS
@@ -195,6 +200,7 @@ def record_row(record: RequestRecord) -> tuple[Any, ...]:
         None if record.usage_estimated is None else int(record.usage_estimated),
         record.cost_usd,
         record.attempts,
+        None if record.routing is None else _json(record.routing),
     )
 
 

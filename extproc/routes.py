@@ -35,6 +35,15 @@ class Target:
     authorization: bytes  # b"" when the backend takes no key
     max_output_tokens: int  # 0 when the Backend does not say
     prices: Prices = UNPRICED  # the Backend's price of this model
+    quality: int = 2  # quality tier: 1 basic .. 4 frontier
+
+
+@dataclass(frozen=True, slots=True)
+class AutoModels:
+    """`model: "auto"`: the endpoint models it picks among, and the default mode."""
+
+    models: tuple[str, ...]
+    mode: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +58,10 @@ class EndpointRoutes:
     tier: Tier | None = None  # the ServiceTier whose limits apply
     # model -> the Envoy cluster of its candidates, for a model with fallbacks
     fallbacks: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    auto: AutoModels | None = None  # set: clients may ask for model "auto"
 
     def model_body(self, model: str) -> bytes | None:
-        if model not in self.models:
+        if model not in self.models and not (model == "auto" and self.auto):
             return None
         return orjson.dumps(_model_object(model))
 
@@ -158,6 +168,7 @@ class RouteTable:
                             )
                             if model
                             else UNPRICED,
+                            quality=(model.quality_tier or 2) if model else 2,
                         )
                     )
                 models[route.name] = tuple(targets)
@@ -165,7 +176,8 @@ class RouteTable:
                     fallbacks[route.name] = route.fallback_cluster
                 for target in targets:
                     by_backend[(target.backend, target.model)] = target
-            listing = {"object": "list", "data": [_model_object(name) for name in models]}
+            names = [*models, "auto"] if endpoint.HasField("auto_routing") else list(models)
+            listing = {"object": "list", "data": [_model_object(name) for name in names]}
             endpoints[key] = EndpointRoutes(
                 endpoint.name,
                 endpoint.project,
@@ -176,6 +188,7 @@ class RouteTable:
                 pii.get(endpoint.pii_policy) if endpoint.pii_policy else None,
                 tiers.get(endpoint.service_tier) if endpoint.service_tier else None,
                 MappingProxyType(fallbacks),
+                _auto_models(endpoint, models),
             )
         return cls(
             config.revision,
@@ -185,6 +198,20 @@ class RouteTable:
             MappingProxyType(endpoints),
             MappingProxyType(by_backend),
         )
+
+
+def _auto_models(
+    endpoint: runtime_pb2.Endpoint, models: dict[str, tuple[Target, ...]]
+) -> AutoModels | None:
+    if not endpoint.HasField("auto_routing"):
+        return None
+    auto = endpoint.auto_routing
+    unknown = [name for name in auto.models if name not in models]
+    if unknown or not auto.models:
+        raise RuntimeConfigInvalid(
+            f"endpoint {endpoint.name!r}: auto routing names unknown models {unknown}"
+        )
+    return AutoModels(tuple(auto.models), auto.mode or "balanced")
 
 
 class RouteTableHolder:

@@ -1,8 +1,8 @@
 """The keys `weir up` creates on a first start, so that the quickstart works at once.
 
-A project of the config that has no active key gets one (scopes inference and
-management), printed once in the ready message. Projects that already have a key get
-none: their keys were shown when they were created.
+A project of the config that has no active key gets one (every scope: inference,
+management and routing), printed once in the ready message. Projects that already have
+a key get none: their keys were shown when they were created.
 """
 
 from __future__ import annotations

@@ -50,6 +50,11 @@ def _decode(row: tuple[Any, ...]) -> tuple[int, dict[str, Any]]:
     except (TypeError, ValueError):
         pii = {}
     record["pii"] = pii if isinstance(pii, dict) else {}
+    try:
+        routing = json.loads(record["routing"]) if record.get("routing") else None
+    except (TypeError, ValueError):
+        routing = None
+    record["routing"] = routing if isinstance(routing, dict) else None
     return int(row[0]), record
 
 
@@ -124,6 +129,9 @@ def format_record(record_id: int, record: dict[str, Any]) -> str:
         parts.append("stream")
     if record.get("tier"):
         parts.append(f"tier={record['tier']}")
+    routing = record.get("routing")
+    if isinstance(routing, dict):
+        parts.append(f"auto={routing.get('chosen')}({routing.get('mode')})")
     if (record.get("attempts") or 1) > 1:
         parts.append(f"attempts={record['attempts']}")
     if record.get("prompt_tokens") is not None:

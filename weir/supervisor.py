@@ -436,7 +436,9 @@ def ready_message(
         if new_keys:
             lines += ["", "API keys created for this first start (shown only this once):"]
             lines += [f"  {p}: {k}" for p, k in new_keys.items()]
-            lines.append("  (scopes inference,management; revoke with `weir keys revoke ID`)")
+            lines.append(
+                "  (scopes inference,management,routing; revoke with `weir keys revoke ID`)"
+            )
         key = new_keys.get(project)
         lines += [
             "",

@@ -264,3 +264,25 @@ def start_envoy(state_dir: Path, xds_port: int, node_id: str = "envoy-test") -> 
     bootstrap = write_bootstrap(state_dir / f"{node_id}.yaml", node_id, admin_port, xds_port)
     process = Process("envoy", envoy_argv(bootstrap, concurrency=1)).start()
     return process, admin_port
+
+
+def start_mock_llm(name: str, *options: str) -> tuple[Process, str]:
+    """One more mock LLM (`weir mock-llm` with `options`) on a free port, once it
+    answers: the process and its base URL (…/v1). Stop it with `.stop()`."""
+    port = free_port()
+    process = Process(f"mock-{name}", weir_argv("mock-llm", "--port", str(port), *options))
+    process.start()
+    health = f"http://127.0.0.1:{port}/healthz"
+
+    def answers() -> bool:
+        try:
+            return httpx.get(health).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(answers, 20, f"mock LLM {name} answers")
+    except BaseException:
+        process.stop()
+        raise
+    return process, f"http://127.0.0.1:{port}/v1"

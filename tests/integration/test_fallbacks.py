@@ -19,15 +19,12 @@ import pytest
 
 from tests.integration.harness import (
     REPO,
-    Process,
     WeirUp,
     copy_quickstart,
     record_of,
-    wait_until,
-    weir_argv,
+    start_mock_llm,
     weir_up,
 )
-from weir.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -62,24 +59,12 @@ def mocks() -> Iterator[Mocks]:
     processes, urls = [], {}
     try:
         for name, options in behaviors.items():
-            port = free_port()
-            argv = weir_argv("mock-llm", "--port", str(port), *options)
-            processes.append(Process(f"mock-{name}", argv).start())
-            urls[name] = f"http://127.0.0.1:{port}/v1"
-        for url in urls.values():
-            health = url.removesuffix("/v1") + "/healthz"
-            wait_until(lambda h=health: _ok(h), 20, f"{health} answers")  # type: ignore[misc]
+            process, urls[name] = start_mock_llm(name, *options)
+            processes.append(process)
         yield Mocks(urls)
     finally:
         for process in processes:
             process.stop()
-
-
-def _ok(url: str) -> bool:
-    try:
-        return httpx.get(url).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @pytest.fixture(scope="module")

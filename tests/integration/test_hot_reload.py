@@ -75,7 +75,8 @@ def test_an_invalid_edit_keeps_the_last_good_config_and_is_reported(stack: WeirU
     for _ in range(5):
         assert chat(stack, "gpt-4o-mini").status_code == 200
     # Fixing the file is picked up again.
-    endpoints.write_text(good.replace("- name: gpt-4o\n", "- name: gpt-4o-renamed\n"))
+    fixed = good.replace("- name: gpt-4o\n", "- name: gpt-4o-renamed\n")
+    endpoints.write_text(fixed.replace("[gpt-4o-mini, gpt-4o]", "[gpt-4o-mini, gpt-4o-renamed]"))
     wait_until(lambda: chat(stack, "gpt-4o-renamed").status_code == 200, 1.0, "fix applied")
 
 

@@ -137,7 +137,12 @@ def test_head_content_type_and_malformed_json(stack: WeirUp) -> None:
 
 
 def test_models_are_listed_per_endpoint(client: openai.OpenAI) -> None:
-    assert [m.id for m in client.models.list().data] == ["gpt-4o-mini", "gpt-4o", "mock-gpt"]
+    assert [m.id for m in client.models.list().data] == [
+        "gpt-4o-mini",
+        "gpt-4o",
+        "mock-gpt",
+        "auto",
+    ]
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("gpt-9")
 

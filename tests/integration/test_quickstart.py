@@ -219,7 +219,7 @@ def test_tool_call(client: openai.OpenAI) -> None:
 
 
 def test_models_are_listed(client: openai.OpenAI) -> None:
-    assert [m.id for m in client.models.list()] == ["gpt-4o-mini", "gpt-4o", "mock-gpt"]
+    assert [m.id for m in client.models.list()] == ["gpt-4o-mini", "gpt-4o", "mock-gpt", "auto"]
     assert client.models.retrieve("gpt-4o").id == "gpt-4o"
 
 

@@ -123,7 +123,8 @@ def test_validate_lists_every_error_and_exits_non_zero(tmp_path: Path) -> None:
     )
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip().endswith(
-        ": OK (1 Backend(s), 2 Endpoint(s), 1 Policy(ies), 1 PIIPolicy(ies), 1 ServiceTier(s))"
+        ": OK (1 Backend(s), 2 Endpoint(s), 1 Policy(ies), 1 PIIPolicy(ies), 1 ServiceTier(s), "
+        "0 Secret(s))"
     )
     backends = config / "backends.yaml"
     backends.write_text(

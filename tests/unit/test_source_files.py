@@ -14,6 +14,7 @@ import pytest
 
 from controlplane.errors import ConfigError, ConfigInvalid
 from controlplane.model import (
+    AutoRouting,
     Backend,
     BackendModel,
     ConfigSet,
@@ -149,10 +150,12 @@ def test_quickstart_loads() -> None:
             context_window=128000,
             max_output_tokens=4096,
             pricing=Pricing(input=0.15, cached_input=0.075, output=0.60),
+            tier="premium",
         ),
-        BackendModel(name="mock-gpt-mini"),
+        BackendModel(name="mock-gpt-mini", pricing=Pricing(input=0.02, output=0.08), tier="basic"),
     )
     demo, trial = config.endpoints
+    assert demo.auto == AutoRouting(models=("gpt-4o-mini", "gpt-4o"), mode="balanced")
     assert (demo.name, demo.project, demo.slug) == ("demo-chat", "demo", "chat")
     assert {alias.name: alias.targets for alias in demo.models} == {
         "gpt-4o-mini": (ModelTarget("mock", "mock-gpt-mini"),),
@@ -324,11 +327,11 @@ def test_scalar_document(tmp_path: Path) -> None:
 
 def test_yaml_merge_keys_are_not_duplicate_keys(tmp_path: Path) -> None:
     (tmp_path / "b.yaml").write_text(
-        BACKEND.replace("    - name: mock-gpt\n", "    - &m {name: mock-gpt, tier: a}\n")
+        BACKEND.replace("    - name: mock-gpt\n", "    - &m {name: mock-gpt, tier: basic}\n")
         + "    - <<: *m\n      name: mock-gpt-2\n"
     )
     models = load_directory(tmp_path, {}).backends[0].models
-    assert [(m.name, m.tier) for m in models] == [("mock-gpt", "a"), ("mock-gpt-2", "a")]
+    assert [(m.name, m.tier) for m in models] == [("mock-gpt", "basic"), ("mock-gpt-2", "basic")]
 
 
 # --- ${VAR} expansion -------------------------------------------------------------------------

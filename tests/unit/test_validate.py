@@ -100,7 +100,7 @@ def test_full_conversion() -> None:
                         "name": "gpt-4o-mini",
                         "contextWindow": 128000,
                         "maxOutputTokens": 16384,
-                        "tier": "flex",
+                        "tier": "premium",
                         "pricing": {"input": 0.15, "cachedInput": 0.075, "output": 0.6},
                     },
                     {"name": "gpt-4o", "pricing": {"output": 10}},
@@ -133,7 +133,7 @@ def test_full_conversion() -> None:
                         context_window=128000,
                         max_output_tokens=16384,
                         pricing=Pricing(input=0.15, cached_input=0.075, output=0.6),
-                        tier="flex",
+                        tier="premium",
                     ),
                     BackendModel(name="gpt-4o", pricing=Pricing(output=10.0)),
                 ),
@@ -467,7 +467,7 @@ def test_partial_skips_only_unknown_backend_errors() -> None:
 def test_an_invalid_backend_causes_no_consequential_errors() -> None:
     # The Backend is broken (bad URL, one model without a name): references to it are neither
     # "unknown Backend" nor "does not serve", since we cannot tell what it serves.
-    broken = backend(baseURL="nope", models=[{"name": "gpt-4o"}, {"tier": "x"}])
+    broken = backend(baseURL="nope", models=[{"name": "gpt-4o"}, {"tier": "basic"}])
     models = [{"name": "m", "targets": [{"backend": "openai", "model": "something"}]}]
     docs = [("b.yaml", broken), ("e.yaml", endpoint(models=models))]
     assert [e.split(": ")[2] for e in errors_of(docs)] == ["spec.baseURL", "spec.models[1].name"]

@@ -128,36 +128,48 @@ class Backend(_message.Message):
     def __init__(self, name: _Optional[str] = ..., cluster: _Optional[str] = ..., path_prefix: _Optional[str] = ..., authority: _Optional[str] = ..., api_key: _Optional[str] = ..., models: _Optional[_Iterable[_Union[BackendModel, _Mapping]]] = ...) -> None: ...
 
 class BackendModel(_message.Message):
-    __slots__ = ("name", "context_window", "max_output_tokens", "input_price", "cached_input_price", "output_price")
+    __slots__ = ("name", "context_window", "max_output_tokens", "input_price", "cached_input_price", "output_price", "quality_tier")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_WINDOW_FIELD_NUMBER: _ClassVar[int]
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     INPUT_PRICE_FIELD_NUMBER: _ClassVar[int]
     CACHED_INPUT_PRICE_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_PRICE_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_TIER_FIELD_NUMBER: _ClassVar[int]
     name: str
     context_window: int
     max_output_tokens: int
     input_price: float
     cached_input_price: float
     output_price: float
-    def __init__(self, name: _Optional[str] = ..., context_window: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., input_price: _Optional[float] = ..., cached_input_price: _Optional[float] = ..., output_price: _Optional[float] = ...) -> None: ...
+    quality_tier: int
+    def __init__(self, name: _Optional[str] = ..., context_window: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., input_price: _Optional[float] = ..., cached_input_price: _Optional[float] = ..., output_price: _Optional[float] = ..., quality_tier: _Optional[int] = ...) -> None: ...
 
 class Endpoint(_message.Message):
-    __slots__ = ("name", "project", "slug", "models", "pii_policy", "service_tier")
+    __slots__ = ("name", "project", "slug", "models", "pii_policy", "service_tier", "auto_routing")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     SLUG_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
     PII_POLICY_FIELD_NUMBER: _ClassVar[int]
     SERVICE_TIER_FIELD_NUMBER: _ClassVar[int]
+    AUTO_ROUTING_FIELD_NUMBER: _ClassVar[int]
     name: str
     project: str
     slug: str
     models: _containers.RepeatedCompositeFieldContainer[ModelRoute]
     pii_policy: str
     service_tier: str
-    def __init__(self, name: _Optional[str] = ..., project: _Optional[str] = ..., slug: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelRoute, _Mapping]]] = ..., pii_policy: _Optional[str] = ..., service_tier: _Optional[str] = ...) -> None: ...
+    auto_routing: AutoRouting
+    def __init__(self, name: _Optional[str] = ..., project: _Optional[str] = ..., slug: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelRoute, _Mapping]]] = ..., pii_policy: _Optional[str] = ..., service_tier: _Optional[str] = ..., auto_routing: _Optional[_Union[AutoRouting, _Mapping]] = ...) -> None: ...
+
+class AutoRouting(_message.Message):
+    __slots__ = ("models", "mode")
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedScalarFieldContainer[str]
+    mode: str
+    def __init__(self, models: _Optional[_Iterable[str]] = ..., mode: _Optional[str] = ...) -> None: ...
 
 class ModelRoute(_message.Message):
     __slots__ = ("name", "targets", "fallback_cluster")
