@@ -391,7 +391,6 @@ class RecordWriter:
             )
 
     def _lose(self, count: int, cause: str) -> None:
-        self._lost += count
         self._failing = True
         now = time.monotonic()
         if now - self._last_warning >= self._WARN_INTERVAL_S:
@@ -400,8 +399,10 @@ class RecordWriter:
                 "request records: cannot write to %s (%s); %d record(s) lost so far",
                 self.path,
                 cause,
-                self.dropped,
+                self.dropped + count,
             )
+        # Counted once warned about: whoever sees the loss can find the warning.
+        self._lost += count
 
     def _ensure_connection(self) -> sqlite3.Connection | None:
         """The connection, (re)opening it at most once per _REOPEN_INTERVAL_S."""
