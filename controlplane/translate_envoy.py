@@ -182,6 +182,9 @@ def _backend_cluster(
     cluster: dict[str, Any] = {
         "name": name,
         "connect_timeout": _seconds(backend.connect_timeout_seconds),
+        # Room for many long streams, per routing priority (high-priority tiers have
+        # their own); requests to a single target are not retried.
+        "circuit_breakers": {"thresholds": _thresholds(RetryBudget())},
         "typed_extension_protocol_options": {
             _HTTP_OPTIONS: {
                 "@type": f"type.googleapis.com/{_HTTP_OPTIONS}",

@@ -38,8 +38,8 @@ def request_document(
         },
         "project": endpoint.project,
         "endpoint": {"name": endpoint.name, "project": endpoint.project, "slug": endpoint.slug},
-        # No ServiceTier kind exists yet: null until then.
-        "tier": None,
+        # The endpoint's ServiceTier (its name); null without one.
+        "tier": endpoint.tier.name if endpoint.tier is not None else None,
         # What the endpoint's PII policy found: types and counts, never values; null
         # when the endpoint has no PII policy. `request` itself is as the client sent it.
         "pii": None if pii is None else {"entities": pii.counts(), "art9": pii.art9_counts()},
