@@ -9,7 +9,7 @@ ARGS   ?=
 BUF_VERSION := 1.75.0
 BUF    := .tools/node_modules/.bin/buf
 
-.PHONY: install system-deps run test lint typecheck pytest proto bench docs clean
+.PHONY: install system-deps run test lint typecheck pytest proto bench docs crds clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,3 +64,7 @@ clean:
 docs: install
 	$(BIN)/python -c "from pathlib import Path; from controlplane.schema_docs import splice; \
 p = Path('README.md'); p.write_text(splice(p.read_text()))"
+
+# Regenerate the CRDs in deploy/crds/ from the schemas (a test fails when stale).
+crds: install
+	$(BIN)/python -c "from controlplane.crds import write_all; write_all('deploy/crds')"

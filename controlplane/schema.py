@@ -26,6 +26,10 @@ from weir.pii_types import ART9_ACTIONS, DEFAULT_MAX_SCAN_BYTES, ENTITY_TYPES, P
 
 JSONSchema = dict[str, Any]
 
+# The most models a Backend or an Endpoint lists (it also bounds the cost of the CRDs'
+# CEL rules over them).
+MAX_MODELS: Final = 256
+
 # --- patterns ---------------------------------------------------------------------------------
 
 NAME_PATTERN: Final = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -274,6 +278,7 @@ BACKEND_SPEC_SCHEMA: Final[JSONSchema] = _obj(
         "models": {
             "type": "array",
             "minItems": 1,
+            "maxItems": MAX_MODELS,
             "description": "The models this backend serves; names must be unique.",
             "items": BACKEND_MODEL_SCHEMA,
         },
@@ -334,6 +339,7 @@ ENDPOINT_SPEC_SCHEMA: Final[JSONSchema] = _obj(
         "models": {
             "type": "array",
             "minItems": 1,
+            "maxItems": MAX_MODELS,
             "description": "The models clients of this endpoint may request; names must be unique.",
             "items": MODEL_ALIAS_SCHEMA,
         },
@@ -357,6 +363,7 @@ ENDPOINT_SPEC_SCHEMA: Final[JSONSchema] = _obj(
                 "models": {
                     "type": "array",
                     "minItems": 1,
+                    "maxItems": MAX_MODELS,
                     "items": _str("A model of this endpoint.", MODEL_NAME_PATTERN, maxLength=256),
                     "description": "The candidates, names from spec.models (default: all).",
                 },
