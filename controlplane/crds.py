@@ -107,6 +107,11 @@ CEL_RULES: Final[dict[str, list[tuple[tuple[str, ...], str, str]]]] = {
             _duration_rule("streamIdle"),
             "timeouts.streamIdle must be between 1ms and 24h",
         ),
+        (
+            ("spec", "timeouts"),
+            _duration_rule("firstByte"),
+            "timeouts.firstByte must be between 1ms and 24h",
+        ),
     ],
 }
 

@@ -155,7 +155,8 @@ class ServiceTier:
     per_project: Limits = Limits()
     priority: str = "default"  # or "high"
     request_timeout_seconds: float | None = None  # None: the Backends' longest
-    stream_idle_timeout_seconds: float | None = None  # None: the request timeout
+    stream_idle_timeout_seconds: float | None = None  # streams; None: the request timeout
+    first_byte_timeout_seconds: float | None = None  # non-streamed attempts; None: none
     retry_budget: RetryBudget = RetryBudget()
     source_file: str = ""
 

@@ -243,7 +243,7 @@ BACKEND_SPEC_SCHEMA: Final[JSONSchema] = _obj(
                 ),
                 "secretRef": _obj(
                     "A key of a Kubernetes Secret (`apiVersion: v1`, `kind: Secret`) that "
-                    "holds the API key: in the config directory, or in the cluster.",
+                    "holds the API key, read from the config directory.",
                     {
                         "name": _str(
                             "The Secret's metadata.name.", SECRET_NAME_PATTERN, maxLength=253
@@ -521,9 +521,17 @@ TIER_TIMEOUTS_SCHEMA: Final[JSONSchema] = _obj(
             DURATION_PATTERN,
         ),
         "streamIdle": _str(
-            "The longest an attempt may wait for its first byte, and a stream between two "
-            "bytes. An attempt with no first byte in time goes to the next candidate, within "
-            "the retry budget; a stream that stalls this long mid-answer is ended (e.g. 30s).",
+            "Streams only: the longest a stream may wait for its first byte, and between two "
+            "bytes. A stream attempt with no first byte in time goes to the next candidate, "
+            "within the retry budget; a stream that stalls this long mid-answer is ended "
+            "(e.g. 30s). Default: no limit but the request timeout.",
+            DURATION_PATTERN,
+        ),
+        "firstByte": _str(
+            "Non-streamed requests to a model with fallbacks: the longest an attempt may take "
+            "to answer (its first byte comes with the whole answer) before the next candidate "
+            "is tried, within the retry budget (e.g. 60s). Default: no limit but the request "
+            "timeout.",
             DURATION_PATTERN,
         ),
     },

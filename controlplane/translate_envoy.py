@@ -41,6 +41,8 @@ CLUSTER_HEADER = "x-weir-cluster"
 ENDPOINT_HEADER = "x-weir-endpoint"
 # Set by ext_proc on a request for a model with fallbacks: the route that retries.
 FALLBACK_HEADER = "x-weir-fallback"
+# Set by ext_proc on a streamed request: the routes with the stream timeouts.
+STREAM_HEADER = "x-weir-stream"
 # Added to the answer of a fallback route: which candidate answered (0 = the first).
 CANDIDATE_HEADER = "x-weir-candidate"
 # gRPC metadata that tells ext_proc a stream comes from the upstream filter of one attempt.
@@ -523,30 +525,45 @@ def _route_configuration(
             else max(backend_timeouts, default=300.0)
         )
         idle = tier.stream_idle_timeout_seconds if tier is not None else None
+        first_byte = tier.first_byte_timeout_seconds if tier is not None else None
+        budget = tier.retry_budget if tier is not None else RetryBudget()
         matches = [{"name": ENDPOINT_HEADER, "string_match": {"exact": endpoint.name}}]
+        stream = {"name": STREAM_HEADER, "present_match": True}
         # Matched after ext_proc routed the request (it clears the route cache), by the
         # endpoint header it set: the path is the backend's by then. A model with
-        # fallbacks goes to its own cluster, on the route that retries.
+        # fallbacks goes to its own cluster, on a route that retries; a stream goes on a
+        # route with the stream timeouts (a non-streamed answer is silent until whole).
         if any(len(alias.targets) > 1 for alias in endpoint.models):
-            route = _forward_route(f"endpoint-{endpoint.name}-fallback", "/", timeout, None, tier)
-            route["match"]["headers"] = [
-                *matches,
-                {"name": FALLBACK_HEADER, "present_match": True},
-            ]
-            route["route"]["retry_policy"] = _retry_policy(
-                tier.retry_budget if tier else RetryBudget(), idle
-            )
-            route["response_headers_to_add"] = [
-                {
-                    "header": {
-                        "key": CANDIDATE_HEADER,
-                        "value": f"%UPSTREAM_METADATA({METADATA_NAMESPACE}:candidate)%",
-                    },
-                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-                }
-            ]
-            routes.append(route)
-        route = _forward_route(f"endpoint-{endpoint.name}", "/", timeout, idle, tier)
+            # Never more retries than the longest list of candidates has others.
+            most = max(len(alias.targets) for alias in endpoint.models) - 1
+            for streamed in (True, False):
+                suffix = "-fallback-stream" if streamed else "-fallback"
+                route = _forward_route(
+                    f"endpoint-{endpoint.name}{suffix}", "/", timeout, None, tier
+                )
+                route["match"]["headers"] = [
+                    *matches,
+                    {"name": FALLBACK_HEADER, "present_match": True},
+                    *([stream] if streamed else []),
+                ]
+                per_try = (
+                    ("per_try_idle_timeout", idle) if streamed else ("per_try_timeout", first_byte)
+                )
+                route["route"]["retry_policy"] = _retry_policy(budget, per_try, most)
+                route["response_headers_to_add"] = [
+                    {
+                        "header": {
+                            "key": CANDIDATE_HEADER,
+                            "value": f"%UPSTREAM_METADATA({METADATA_NAMESPACE}:candidate)%",
+                        },
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                    }
+                ]
+                routes.append(route)
+        route = _forward_route(f"endpoint-{endpoint.name}-stream", "/", timeout, idle, tier)
+        route["match"]["headers"] = [*matches, stream]
+        routes.append(route)
+        route = _forward_route(f"endpoint-{endpoint.name}", "/", timeout, None, tier)
         route["match"]["headers"] = matches
         routes.append(route)
     # Everything else also passes ext_proc, which answers unknown paths with a 404 envelope.
@@ -564,7 +581,12 @@ def _route_configuration(
                     "include_attempt_count_in_response": True,
                 }
             ],
-            "request_headers_to_remove": [CLUSTER_HEADER, ENDPOINT_HEADER, FALLBACK_HEADER],
+            "request_headers_to_remove": [
+                CLUSTER_HEADER,
+                ENDPOINT_HEADER,
+                FALLBACK_HEADER,
+                STREAM_HEADER,
+            ],
         },
     )
 
@@ -576,8 +598,8 @@ def _forward_route(
     idle_s: float | None = None,
     tier: ServiceTier | None = None,
 ) -> dict[str, Any]:
-    """`idle_s`: the tier's streamIdle on a route without retries (on the route that
-    retries, each attempt has it as its per-try idle timeout instead)."""
+    """`idle_s`: the tier's streamIdle on the stream route without retries (on the route
+    that retries, each attempt has it as its per-try idle timeout instead)."""
     route: dict[str, Any] = {
         "cluster_header": CLUSTER_HEADER,
         "timeout": _seconds(timeout_s),
@@ -590,14 +612,16 @@ def _forward_route(
     return {"name": name, "match": {"prefix": prefix}, "route": route}
 
 
-def _retry_policy(budget: RetryBudget, idle_s: float | None) -> dict[str, Any]:
+def _retry_policy(
+    budget: RetryBudget, per_try: tuple[str, float | None], most: int
+) -> dict[str, Any]:
     """Each retry goes to the next candidate (the next priority of the fallback
     cluster). Envoy never retries once the answer's headers went to the client, so a
     stream is never retried after its first byte."""
     policy: dict[str, Any] = {
         "retry_on": RETRY_ON,
         "retriable_status_codes": list(RETRIABLE_STATUS_CODES),
-        "num_retries": budget.max_retries,
+        "num_retries": min(budget.max_retries, most),
         "retry_priority": {
             "name": "envoy.retry_priorities.previous_priorities",
             "typed_config": {
@@ -608,7 +632,8 @@ def _retry_policy(budget: RetryBudget, idle_s: float | None) -> dict[str, Any]:
         },
         "retry_back_off": {"base_interval": "0.010s", "max_interval": "0.100s"},
     }
-    if idle_s is not None:
-        # An attempt with no byte in this long is given up, and the next candidate tried.
-        policy["per_try_idle_timeout"] = _seconds(idle_s)
+    field, seconds = per_try
+    if seconds is not None:
+        # An attempt with no (first) byte in this long is given up, the next one tried.
+        policy[field] = _seconds(seconds)
     return policy

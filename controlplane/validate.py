@@ -510,7 +510,9 @@ def _check_service_tiers(docs: Sequence[_Doc], errors: _Errors, partial: bool) -
         if doc.readable and doc.kind == "ServiceTier":
             timeouts = doc.spec().get("timeouts")
             if isinstance(timeouts, dict):
-                _check_durations(doc, timeouts, ("request", "streamIdle"), errors, "timeouts")
+                _check_durations(
+                    doc, timeouts, ("request", "streamIdle", "firstByte"), errors, "timeouts"
+                )
 
 
 def _check_backends(docs: Sequence[_Doc], errors: _Errors, partial: bool) -> None:
@@ -851,6 +853,7 @@ def _to_service_tier(doc: _Doc) -> ServiceTier:
     timeouts = spec.get("timeouts", {})
     budget = spec.get("retryBudget", {})
     request, idle = timeouts.get("request"), timeouts.get("streamIdle")
+    first_byte = timeouts.get("firstByte")
     return ServiceTier(
         name=doc.resource_name(),
         per_key=_limits(spec.get("perKey")),
@@ -858,6 +861,7 @@ def _to_service_tier(doc: _Doc) -> ServiceTier:
         priority=spec.get("priority", "default"),
         request_timeout_seconds=parse_duration(request) if request else None,
         stream_idle_timeout_seconds=parse_duration(idle) if idle else None,
+        first_byte_timeout_seconds=parse_duration(first_byte) if first_byte else None,
         retry_budget=RetryBudget(
             max_retries=int(budget.get("maxRetries", 2)),
             percent=int(budget.get("percent", 20)),

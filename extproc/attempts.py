@@ -4,10 +4,9 @@ sees it.
 A model with several candidates is served by one Envoy cluster holding candidate k's
 provider at priority k; Envoy retries on the next priority. The upstream ext_proc filter
 runs once per attempt, after Envoy chose the host, and the host's metadata names the
-candidate: its backend and its model. The request as routed is candidate 0's; for a
-later candidate this rewrites the path, the host, the provider key and the body's
-`model` for that backend. Whatever else the request holds (checked, patched by policies,
-anonymised) is the same for every attempt.
+candidate: its backend and its model. Each attempt gets that backend's path, host and
+provider key and the body's `model` for it. Whatever else the request holds (checked,
+patched by policies, anonymised) is the same for every attempt.
 """
 
 from __future__ import annotations
@@ -64,13 +63,16 @@ def candidate_of(message: ext.ProcessingRequest) -> dict[str, str]:
 
 
 class Attempt:
-    """The state of one attempt's upstream ext_proc stream."""
+    """The state of one attempt's upstream ext_proc stream. Every attempt is rewritten
+    for its candidate, the first included: attempts share one set of request headers,
+    so a retry that comes back to the first candidate (retries outnumbering the
+    candidates) would otherwise carry the last one's key."""
 
     __slots__ = ("routes", "target")
 
     def __init__(self, routes: RouteTableHolder) -> None:
         self.routes = routes
-        self.target: Target | None = None  # None: candidate 0, the request as it is
+        self.target: Target | None = None
 
     def handle(self, message: ext.ProcessingRequest) -> ext.ProcessingResponse:
         try:
@@ -100,8 +102,6 @@ class Attempt:
                 "The gateway could not tell which provider this attempt goes to; the "
                 "request was not sent."
             )
-        if candidate.get("candidate") == "0":
-            return _headers_response([], remove)
         table = self.routes.table
         target = (
             table.target(candidate.get("backend", ""), candidate.get("model", ""))
@@ -129,6 +129,8 @@ class Attempt:
         if target is None:
             return CONTINUE_REQUEST_BODY
         body = orjson.loads(message.body)  # what ext_proc itself serialised
+        if body.get("model") == target.model:
+            return CONTINUE_REQUEST_BODY
         body["model"] = target.model
         new_body = orjson.dumps(body)
         common = ext.CommonResponse(

@@ -22,6 +22,7 @@ API_PATH = "chat/completions"
 
 FALLBACK_HEADER: Final = "x-weir-fallback"  # Envoy's routes match it (translate_envoy)
 API_PATH_HEADER: Final = "x-weir-api-path"  # the path after a backend's base URL
+STREAM_HEADER: Final = "x-weir-stream"  # Envoy's stream routes match it (translate_envoy)
 
 
 @dataclass(slots=True)
@@ -109,6 +110,8 @@ def route(
         # The route that tries the candidates in turn; each attempt is rewritten for its
         # candidate by ext_proc's upstream filter (extproc.attempts).
         headers += [(FALLBACK_HEADER, b"1"), (API_PATH_HEADER, api_path.encode())]
+    if body.get("stream") is True:
+        headers.append((STREAM_HEADER, b"1"))
     if target.authorization:
         headers.append(("authorization", target.authorization))
     # Always re-serialized, never the client's bytes: a body with duplicate keys would

@@ -36,6 +36,7 @@ WARNING_AT: Final = 0.8  # X-RateLimit-Warning once a scope has used more than t
 # A concurrency slot whose holder vanished (a replica killed mid-request) is freed by a
 # shared store after this long.
 DEFAULT_LEASE_S: Final = 900.0
+MAX_UNSETTLED: Final = 10_000  # releases kept for a store that is down
 
 FailureMode = Literal["open", "closed"]
 
@@ -147,10 +148,15 @@ class Limiter:
         self.on_store_failure = on_store_failure
         self.lease_s = lease_s
         self._local: MemoryStore | None = None
+        # Releases and settlements the store could not take: tried again once it is back,
+        # so a short outage does not leave slots held until their leases end.
+        self._unsettled: list[list[Counter]] = []
 
     async def _take(self, tier: Tier, counters: list[Counter]) -> tuple[LimitStore, Taken]:
         store = self.store
         try:
+            if self._unsettled:
+                await self._settle_backlog()  # slots released meanwhile are free again
             taken = await store.take(counters)
         except StoreUnavailable as error:
             if self.on_store_failure == "closed":
@@ -168,6 +174,17 @@ class Limiter:
         else:
             rate_limit_checked(tier.name, "admitted" if store is self.store else "local")
         return store, taken
+
+    async def _settle_backlog(self) -> None:
+        """Apply the held-back releases; raises StoreUnavailable (keeping the rest)."""
+        backlog, self._unsettled = self._unsettled, []
+        for index, counters in enumerate(backlog):
+            try:
+                await self.store.add(counters)
+            except StoreUnavailable:
+                self._unsettled = backlog[index:] + self._unsettled
+                raise
+        log.warning("rate-limit releases held back during the outage were applied")
 
     def _window(self) -> tuple[int, float, int]:
         now = self.clock()
@@ -283,8 +300,12 @@ class Limiter:
             try:
                 await store.add(counters)
             except StoreUnavailable:
-                # The slots' leases free them; the reservation stands (the safe side).
-                log.debug("could not settle a request's limits: the store is unreachable")
+                # Tried again once the store answers (the slots' leases are the last
+                # resort); the oldest are given up past MAX_UNSETTLED.
+                if not self._unsettled:
+                    log.warning("rate-limit store unreachable: releases held back until it is")
+                self._unsettled.append(counters)
+                del self._unsettled[:-MAX_UNSETTLED]
 
 
 def rate_limit_headers(usage: Usage | None) -> list[tuple[str, bytes]]:

@@ -88,6 +88,7 @@ from extproc.routes import EndpointRoutes, RouteTableHolder, Target
 from extproc.routing import (
     AUTO,
     EXPECTED_OUTPUT_TOKENS,
+    FAILURE_PENALTY_MS,
     FORCE_HEADER,
     HINT_HEADERS,
     LatencyBoard,
@@ -139,6 +140,7 @@ class Exchange:
         "error_code",
         "finished",
         "force",
+        "forwarded",
         "hint_headers",
         "hold",
         "keys",
@@ -229,6 +231,7 @@ class Exchange:
         self.force = b""  # X-Weir-Route-To: backend[/model]
         self.decision: RoutingDecision | None = None  # how model "auto" was resolved
         self.last_byte = 0.0  # perf_counter of the answer's last body chunk
+        self.forwarded = 0.0  # perf_counter when the request went upstream
         self.prescanned: Prescanned | None = None  # a large body, parsed ahead
         self.scanned: Scanned | None = None  # and scanned ahead
 
@@ -414,6 +417,10 @@ class Exchange:
                             "x-weir-session-id",
                             chat_completions.FALLBACK_HEADER,
                             chat_completions.API_PATH_HEADER,
+                            chat_completions.STREAM_HEADER,
+                            # Read above; Weir's own, not the provider's.
+                            FORCE_HEADER,
+                            *HINT_HEADERS,
                             # Weir reads answers (tool calls, response policies): ask
                             # the provider for them uncompressed.
                             "accept-encoding",
@@ -507,6 +514,7 @@ class Exchange:
             header_mutation=header_mutation(routed.headers), clear_route_cache=True
         )
         common.body_mutation.body = routed.body
+        self.forwarded = time.perf_counter()
         return ext.ProcessingResponse(request_body=ext.BodyResponse(response=common))
 
     def route_auto(
@@ -752,17 +760,26 @@ class Exchange:
         return whole_body_replacement(new_body, usage_headers(metered, cost))
 
     def observe_latency(self) -> None:
-        """Feed the latency board with a successful answer: the time to its first byte,
-        and for a stream the time per output token after it."""
+        """Feed the latency board (model "auto"): an answer's time to its first byte from
+        when it was forwarded, and a stream's time per output token after that. A model
+        whose provider failed (5xx, 429) is charged a penalty, so that it is not taken for
+        fast because it never answers; an answer that took several attempts says nothing
+        of the one that gave it, only that the first one failed."""
         served, ttft = self.served, self.ttft_ms
-        if served is None or ttft is None or not 200 <= self.status < 300:
+        if served is None or not self.candidates or not self.forwarded:
             return
+        first_choice = self.candidates[0]
+        if self.status >= 500 or self.status == 429 or self.attempts > 1:
+            self.latency.observe(first_choice, FAILURE_PENALTY_MS)
+            return
+        if ttft is None or not 200 <= self.status < 300:
+            return
+        first = self.started + ttft / 1000
         tpot = None
         metered = self.answer_usage()
         if self.watch is not None and metered is not None and metered.completion_tokens > 1:
-            first = self.started + ttft / 1000
             tpot = (self.last_byte - first) * 1000 / (metered.completion_tokens - 1)
-        self.latency.observe(served, ttft, tpot)
+        self.latency.observe(served, (first - self.forwarded) * 1000, tpot)
 
     def answer_usage(self) -> Metered | None:
         """The usage of a routed answer, once it is over: counted when the body was

@@ -117,14 +117,20 @@ class RedisStore:
     async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         now = time.monotonic()
         if now < self._down_until:
-            raise StoreUnavailable(f"{self.where} is unreachable")
+            raise StoreUnavailable(f"{self.where} is unreachable or failing")
         try:
             result = await script(keys=keys, args=args)
         except (RedisError, OSError) as error:
             if self._down_until == 0.0:
-                log.warning("rate-limit store %s is unreachable: %s", self.where, error)
+                # Not only "unreachable": a wrong password or a full server fails alike.
+                log.warning(
+                    "rate-limit store %s is unreachable or failing (%s: %s)",
+                    self.where,
+                    type(error).__name__,
+                    error,
+                )
             self._down_until = now + self._retry_s
-            raise StoreUnavailable(f"{self.where} is unreachable") from error
+            raise StoreUnavailable(f"{self.where} is unreachable or failing") from error
         if self._down_until:
             log.warning("rate-limit store %s is reachable again", self.where)
             self._down_until = 0.0

@@ -6,7 +6,8 @@ to pay for, the longest it may wait, the task's complexity, and SLOs on the time
 first token and per output token (X-SLO-TTFT-Ms, X-SLO-TPOT-Ms). Each candidate is an
 endpoint model, judged by its first target: the quality tier and prices its Backend
 gives, and the latency this replica has seen from it lately (exponentially weighted
-averages of live traffic). Candidates outside the hints are set aside; if none is left,
+averages of live traffic, measured from when the request was forwarded; a failure
+counts as a long wait). Candidates outside the hints are set aside; if none is left,
 the latency hints give way first, then the quality ones, and the reason says so.
 """
 
@@ -28,6 +29,9 @@ QUALITY_TIERS: Final = ("basic", "standard", "premium", "frontier")  # 1 .. 4
 COMPLEXITY: Final = {"low": 1, "medium": 2, "high": 3}
 EXPECTED_OUTPUT_TOKENS: Final = 256  # for the latency of a request that sets no max_tokens
 EWMA_WEIGHT: Final = 0.2  # of the newest sample
+# What a failed answer (5xx, 429, a fallback taken) counts as: a few in a row make the
+# model too slow for any SLO and the last choice of "fast"; answers wear it off again.
+FAILURE_PENALTY_MS: Final = 30_000.0
 
 HINT_HEADERS: Final = {
     "x-weir-routing-mode": "mode",

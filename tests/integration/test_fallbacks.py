@@ -92,7 +92,7 @@ def test_a_request_falls_through_every_failure_to_the_healthy_candidate(
     completion = raw.parse()
     assert completion.choices[0].message.content
     after = {name: mocks.requests(name) for name in mocks.urls}
-    # 500, then 429, then no first byte within streamIdle (1 s), then the answer.
+    # 500, then 429, then no answer within firstByte (1 s), then the answer.
     assert {name: after[name] - before[name] for name in after} == {
         "failing": 1,
         "limited": 1,
@@ -200,9 +200,11 @@ def test_the_envoy_side_of_the_tiers(stack: WeirUp) -> None:
     assert resilient["priority"] == "HIGH"
     policy = resilient["retry_policy"]
     assert policy["num_retries"] == 3
-    assert policy["per_try_idle_timeout"] == "1s"
+    assert policy["per_try_timeout"] == "1s"
     assert policy["retriable_status_codes"] == [429]
-    assert by_name["endpoint-demo-budget"]["idle_timeout"] == "1s"
+    streams = by_name["endpoint-demo-resilient-fallback-stream"]["retry_policy"]
+    assert streams["per_try_idle_timeout"] == "1s"
+    assert by_name["endpoint-demo-budget-stream"]["idle_timeout"] == "1s"
     clusters = {
         c["cluster"]["name"]: c["cluster"]
         for config in dump["configs"]
@@ -214,3 +216,43 @@ def test_the_envoy_side_of_the_tiers(stack: WeirUp) -> None:
     thresholds = candidates["circuit_breakers"]["thresholds"]
     assert {t.get("priority", "DEFAULT") for t in thresholds} == {"DEFAULT", "HIGH"}
     assert all(t["retry_budget"]["budget_percent"]["value"] == 20 for t in thresholds)
+
+
+def test_a_long_non_streamed_answer_is_not_cut_by_the_stream_idle_timeout(
+    stack: WeirUp, mocks: Mocks
+) -> None:
+    """demo/stall's tier has streamIdle 1 s and no firstByte: a non-streamed answer that
+    takes 1.5 s is waited for, not cut or sent to the next candidate."""
+    limited = mocks.requests("limited")
+    raw = client(stack, "stall").chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=HELLO, extra_headers={"X-Mock-TTFT-Ms": "1500"}
+    )
+    assert raw.parse().choices[0].message.content
+    assert raw.headers["x-envoy-attempt-count"] == "1"
+    assert mocks.requests("limited") == limited
+
+
+def test_retries_that_come_back_to_the_first_candidate_carry_its_own_key(
+    stack: WeirUp, mocks: Mocks
+) -> None:
+    limited, failing = mocks.requests("limited"), mocks.requests("failing")
+    with pytest.raises(openai.APIStatusError) as raised:
+        client(stack, "resilient").chat.completions.create(model="pair", messages=HELLO)
+    assert raised.value.response.headers["x-envoy-attempt-count"] == "4"
+    assert mocks.requests("limited") - limited == 2
+    assert mocks.requests("failing") - failing == 2
+    assert mocks.last_model("limited") == "limited-gpt"
+
+
+def test_every_provider_only_ever_saw_its_own_key(stack: WeirUp, mocks: Mocks) -> None:
+    """After every test above (retries through all candidates, back to the first on
+    demo/ejection): each mock received its own key or none, never another's."""
+    own = {
+        "failing": hashlib.sha256(f"Bearer {FAILING_KEY}".encode()).hexdigest(),
+        "healthy": hashlib.sha256(f"Bearer {HEALTHY_KEY}".encode()).hexdigest(),
+        "limited": "",
+        "slow": "",
+    }
+    for name, key_hash in own.items():
+        seen = httpx.get(mocks.urls[name].removesuffix("/v1") + "/mock/stats").json()
+        assert seen["authorizations"] == [key_hash], name

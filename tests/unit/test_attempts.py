@@ -97,10 +97,19 @@ def test_the_candidate_is_read_from_envoys_text_format_metadata() -> None:
     assert candidate_of(headers_message(None)) == {}
 
 
-def test_the_first_candidate_goes_as_routed() -> None:
+def test_the_first_candidate_is_set_too_and_its_body_left_as_routed() -> None:
+    """Attempts share the request's headers: one that comes back to the first candidate
+    after a later one must not carry the later one's key."""
     attempt = Attempt(table())
     reply = attempt.handle(headers_message({"candidate": "0", "backend": "first", "model": "m1"}))
-    assert mutations(reply) == ({}, [])
+    assert mutations(reply) == (
+        {
+            ":path": b"/v1/chat/completions",
+            ":authority": b"first.example",
+            "authorization": b"Bearer sk-first",
+        },
+        [],
+    )
     body = ext.ProcessingRequest(request_body=ext.HttpBody(body=b'{"model":"m1"}'))
     assert not attempt.handle(body).request_body.HasField("response")
 

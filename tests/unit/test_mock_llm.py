@@ -981,7 +981,14 @@ async def test_received_headers(client: httpx.AsyncClient) -> None:
 
 
 async def test_stats_and_reset(client: httpx.AsyncClient) -> None:
-    empty = {"requests": 0, "streamed": 0, "hanging": 0, "by_behavior": {}, "last_request": None}
+    empty = {
+        "requests": 0,
+        "streamed": 0,
+        "hanging": 0,
+        "by_behavior": {},
+        "last_request": None,
+        "authorizations": [],
+    }
     assert (await client.get("/mock/stats")).json() == empty
     await client.post(CHAT, json={"model": "a", "messages": USER_HI})
     await client.post(CHAT, json={"model": "b", "messages": USER_HI, "stream": True})
@@ -997,6 +1004,7 @@ async def test_stats_and_reset(client: httpx.AsyncClient) -> None:
     assert stats["streamed"] == 2
     assert stats["by_behavior"] == {"default": 3, "error-429": 1, "echo": 1}
     assert stats["last_request"] == last
+    assert stats["authorizations"] == [""]  # no Authorization header was sent
     r = await client.post("/mock/reset")
     assert r.status_code == 200
     assert (await client.get("/mock/stats")).json() == empty

@@ -5,6 +5,7 @@ and what the limiter does while Redis is unreachable (fail open or closed)."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -181,3 +182,28 @@ async def test_the_limiter_on_redis_releases_slots_and_settles_tokens(
     second = await limiter.admit(tier, "k", "p")
     await limiter.reserve(tier, "k", "p", second, 800)  # 150 + 800 < 1000: settled
     assert second.token_reading is not None and second.token_reading.used == 950
+
+
+async def test_slots_released_while_redis_is_down_are_released_once_it_is_back(
+    store: RedisStore, server: RedisServer
+) -> None:
+    """Redis stops answering (the process is paused, its data kept) while a request ends:
+    its slot is released as soon as Redis answers again, not when its lease ends."""
+    quick = RedisStore(server.url, retry_s=0.1)
+    limiter = Limiter(quick, on_store_failure="closed")
+    tier = Tier("serial", Limits(concurrent_requests=1), Limits())
+    assert server.process is not None
+    try:
+        held = await limiter.admit(tier, "k", "p")
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            await limiter.finish(held, None)  # times out: the release is held back
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        await asyncio.sleep(0.15)
+        again = await limiter.admit(tier, "k", "p")  # the held-back release went first
+        with pytest.raises(RateLimited):
+            await limiter.admit(tier, "k", "p")  # and the slot is really counted
+        await limiter.finish(again, None)
+    finally:
+        await quick.close()

@@ -8,7 +8,7 @@ import pytest
 from extproc.accounting import Prices
 from extproc.errors import InvalidRequest
 from extproc.routes import Target
-from extproc.routing import Hints, LatencyBoard, choose, parse_hints
+from extproc.routing import FAILURE_PENALTY_MS, Hints, LatencyBoard, choose, parse_hints
 
 
 def target(backend: str, quality: int, price: float) -> Target:
@@ -102,3 +102,15 @@ def test_bad_hints_are_400s_naming_the_hint(
     with pytest.raises(InvalidRequest) as raised:
         parse_hints(body, headers, "balanced")
     assert raised.value.param == param
+
+
+def test_a_model_that_keeps_failing_is_not_taken_for_fast() -> None:
+    """Failures count as long waits (the processor observes FAILURE_PENALTY_MS): an
+    unmeasured model is tried first, but not once it has failed."""
+    board = LatencyBoard()
+    board.observe(MODELS["std"], 300.0, 10.0)
+    board.observe(MODELS["big"], 400.0, 10.0)
+    assert choose(MODELS, Hints(mode="fast"), board).model == "mini"  # unknown: tried
+    board.observe(MODELS["mini"], FAILURE_PENALTY_MS)
+    assert choose(MODELS, Hints(mode="fast"), board).model == "std"
+    assert choose(MODELS, Hints(mode="cost", slo_ttft_ms=1000), board).model == "std"

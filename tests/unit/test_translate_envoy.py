@@ -68,6 +68,7 @@ CONFIG = ConfigSet(
             priority="high",
             request_timeout_seconds=60.0,
             stream_idle_timeout_seconds=5.0,
+            first_byte_timeout_seconds=30.0,
             retry_budget=RetryBudget(max_retries=1, percent=30, min_concurrent=2),
         ),
     ),
@@ -174,27 +175,69 @@ def test_a_model_with_fallbacks_has_its_candidates_at_successive_priorities() ->
 def test_the_tier_sets_the_routes_timeouts_priority_and_retries() -> None:
     routes = as_dict(translate_envoy.translate(CONFIG, DATAPLANE).routes[0])
     by_name = {r["name"]: r for r in routes["virtual_hosts"][0]["routes"]}
-    fallback = by_name["endpoint-demo-resilient-fallback"]
-    assert {"name": "x-weir-fallback", "present_match": True} in fallback["match"]["headers"]
-    route = fallback["route"]
+    names = list(by_name)
+    resilient = [n for n in names if n.startswith("endpoint-demo-resilient")]
+    # The most specific first: fallback streams, fallbacks, streams, the rest.
+    assert resilient == [
+        "endpoint-demo-resilient-fallback-stream",
+        "endpoint-demo-resilient-fallback",
+        "endpoint-demo-resilient-stream",
+        "endpoint-demo-resilient",
+    ]
+    stream = {"name": "x-weir-stream", "present_match": True}
+    fallback = {"name": "x-weir-fallback", "present_match": True}
+    streamed_fallback = by_name["endpoint-demo-resilient-fallback-stream"]
+    assert fallback in streamed_fallback["match"]["headers"]
+    assert stream in streamed_fallback["match"]["headers"]
+    route = streamed_fallback["route"]
     assert (route["timeout"], route["priority"]) == ("60s", "HIGH")
     assert route["idle_timeout"] == "60s"  # each attempt has streamIdle instead
     policy = route["retry_policy"]
     assert policy["num_retries"] == 1
     assert policy["per_try_idle_timeout"] == "5s"
+    assert "per_try_timeout" not in policy
     assert policy["retry_priority"]["name"] == "envoy.retry_priorities.previous_priorities"
-    assert fallback["response_headers_to_add"][0]["header"] == {
+    assert streamed_fallback["response_headers_to_add"][0]["header"] == {
         "key": "x-weir-candidate",
         "value": "%UPSTREAM_METADATA(weir:candidate)%",
     }
+    # A non-streamed answer is silent until whole: no idle limit but its firstByte.
+    whole = by_name["endpoint-demo-resilient-fallback"]
+    assert stream not in whole["match"]["headers"]
+    assert whole["route"]["retry_policy"]["per_try_timeout"] == "30s"
+    assert "per_try_idle_timeout" not in whole["route"]["retry_policy"]
+    assert whole["route"]["idle_timeout"] == "60s"
+    direct_stream = by_name["endpoint-demo-resilient-stream"]["route"]
+    assert (direct_stream["timeout"], direct_stream["idle_timeout"]) == ("60s", "5s")
+    assert "retry_policy" not in direct_stream
     direct = by_name["endpoint-demo-resilient"]["route"]
-    assert (direct["timeout"], direct["idle_timeout"]) == ("60s", "5s")
-    assert "retry_policy" not in direct
-    # The fallback route is matched first; without a tier, no priority.
-    names = list(by_name)
-    assert names.index("endpoint-demo-resilient-fallback") < names.index("endpoint-demo-resilient")
+    assert (direct["timeout"], direct["idle_timeout"]) == ("60s", "60s")
     assert "priority" not in by_name["endpoint-demo-chat"]["route"]
     assert routes["virtual_hosts"][0]["include_attempt_count_in_response"] is True
+
+
+def test_retries_never_outnumber_the_other_candidates() -> None:
+    tier = ServiceTier("many", retry_budget=RetryBudget(max_retries=10))
+    config = ConfigSet(
+        backends=CONFIG.backends,
+        endpoints=(
+            Endpoint(
+                "e",
+                "p",
+                "s",
+                (
+                    ModelAlias(
+                        "m", (ModelTarget("openai", "gpt-4o"), ModelTarget("mock", "mock-gpt"))
+                    ),
+                ),
+                service_tier="many",
+            ),
+        ),
+        service_tiers=(tier,),
+    )
+    routes = as_dict(translate_envoy.translate(config, DATAPLANE).routes[0])
+    by_name = {r["name"]: r for r in routes["virtual_hosts"][0]["routes"]}
+    assert by_name["endpoint-e-fallback"]["route"]["retry_policy"]["num_retries"] == 1
 
 
 def test_extproc_filter_is_fail_closed_with_a_deliberate_timeout() -> None:

@@ -226,9 +226,9 @@ def create_app(settings: MockSettings | None = None) -> Starlette:
             try:
                 behavior = parse_behavior(request.headers, settings.behavior)
             except APIError:
-                stats.record(body, "invalid")
+                stats.record(body, "invalid", headers.get(RECEIVED_AUTH_HASH_HEADER, ""))
                 raise
-            stats.record(body, behavior.value)
+            stats.record(body, behavior.value, headers.get(RECEIVED_AUTH_HASH_HEADER, ""))
             if behavior is Behavior.ERROR_429:
                 raise APIError(
                     429,
