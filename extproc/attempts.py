@@ -5,8 +5,9 @@ A model with several candidates is served by one Envoy cluster holding candidate
 provider at priority k; Envoy retries on the next priority. The upstream ext_proc filter
 runs once per attempt, after Envoy chose the host, and the host's metadata names the
 candidate: its backend and its model. Each attempt gets that backend's path, host and
-provider key and the body's `model` for it. Whatever else the request holds (checked,
-patched by policies, anonymised) is the same for every attempt.
+provider key, the body's `model` for it, and max_tokens clamped to what it can
+produce. Whatever else the request holds (checked, patched by policies, anonymised) is
+the same for every attempt.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ext
 from google.protobuf import text_format
 
-from extproc.chat_completions import API_PATH_HEADER
+from extproc.chat_completions import API_PATH_HEADER, clamp_max_tokens
 from extproc.envoy_messages import error_response, header_mutation, header_values
 from extproc.errors import GatewayError, InternalError
 from extproc.routes import RouteTableHolder, Target
@@ -129,9 +130,12 @@ class Attempt:
         if target is None:
             return CONTINUE_REQUEST_BODY
         body = orjson.loads(message.body)  # what ext_proc itself serialised
-        if body.get("model") == target.model:
-            return CONTINUE_REQUEST_BODY
+        renamed = body.get("model") != target.model
         body["model"] = target.model
+        # The first candidate's clamp may be above what this one can produce.
+        clamped = clamp_max_tokens(body, target.max_output_tokens)
+        if not renamed and clamped is None:
+            return CONTINUE_REQUEST_BODY
         new_body = orjson.dumps(body)
         common = ext.CommonResponse(
             header_mutation=header_mutation([("content-length", str(len(new_body)).encode())])

@@ -34,7 +34,7 @@ def table() -> RouteTableHolder:
                 cluster="backend-second",
                 path_prefix="/openai/v1",
                 authority="second.example:8443",
-                models=[runtime_pb2.BackendModel(name="m2")],
+                models=[runtime_pb2.BackendModel(name="m2", max_output_tokens=100)],
             ),
         ],
         endpoints=[
@@ -139,3 +139,12 @@ def test_an_attempt_that_cannot_be_placed_is_refused_not_sent() -> None:
         assert reply.immediate_response.status.code == 502
         error = orjson.loads(reply.immediate_response.body)["error"]
         assert error["code"] == "fallback_unavailable"
+
+
+def test_a_later_candidate_gets_max_tokens_it_can_produce() -> None:
+    attempt = Attempt(table())
+    attempt.handle(headers_message(SECOND))
+    body = orjson.dumps({"model": "m1", "max_tokens": 500, "messages": []})
+    reply = attempt.handle(ext.ProcessingRequest(request_body=ext.HttpBody(body=body)))
+    sent = orjson.loads(reply.request_body.response.body_mutation.body)
+    assert (sent["model"], sent["max_tokens"]) == ("m2", 100)
