@@ -635,6 +635,8 @@ class Exchange:
         self.status = int(status) if status.isdigit() else 0
         if candidate.isdigit() and int(candidate) < len(self.candidates):
             self.served = self.candidates[int(candidate)]  # a fallback answered
+            if self.check is not None:  # response policies judge who answered
+                self.check.backend, self.check.model = self.served.backend, self.served.model
         if attempts.isdigit():
             self.attempts = int(attempts)
         common = ext.CommonResponse(
@@ -978,7 +980,10 @@ class ExternalProcessor(ext_grpc.ExternalProcessorServicer):  # type: ignore[mis
                 )
                 self._settling.add(settle)  # a reference until it is done
                 settle.add_done_callback(self._settling.discard)
-            exchange.observe_latency()
+            try:
+                exchange.observe_latency()
+            except Exception:  # a bug here must cost the routing sample, not the record
+                log.exception("measuring an answer's latency failed")
             if self._records is not None:
                 record = exchange.record()
                 if record is not None:

@@ -778,3 +778,52 @@ def test_a_stream_event_too_large_to_check_ends_the_stream_with_an_error_event()
     assert b"upstream_unreadable" in second.body
     third = exchange.handle(chunk).response_body.response.body_mutation
     assert third.clear_body  # nothing more after the error
+
+
+def test_response_policies_judge_the_candidate_that_answered() -> None:
+    """A model with fallbacks: the answer came from the second candidate (Envoy says so
+    in x-weir-candidate), so the response policies see that backend and model."""
+    config = runtime()
+    config.backends.append(
+        runtime_pb2.Backend(
+            name="spare",
+            cluster="backend-spare",
+            path_prefix="/v1",
+            authority="127.0.0.1:9200",
+            models=[runtime_pb2.BackendModel(name="spare-gpt")],
+        )
+    )
+    config.endpoints[0].models.append(
+        runtime_pb2.ModelRoute(
+            name="resilient",
+            targets=[
+                runtime_pb2.ModelTarget(backend="mock", model="mock-gpt"),
+                runtime_pb2.ModelTarget(backend="spare", model="spare-gpt"),
+            ],
+            fallback_cluster="fallback-demo-chat-2",
+        )
+    )
+    config.policies.append(
+        runtime_pb2.Policy(
+            name="no-spare",
+            stage=runtime_pb2.Policy.STAGE_RESPONSE,
+            module="package no_spare\n\n"
+            'deny contains "spare" if input.response.backend == "spare"\n',
+            package="data.no_spare",
+            endpoints=["demo-chat"],
+        )
+    )
+    exchange = exchange_for(RouteTable.compile(config))
+    exchange.handle(headers("POST", "/demo/chat/v1/chat/completions"))
+    exchange.handle(body({"model": "resilient", "messages": MESSAGES}))
+    exchange.handle(response_headers(x_weir_candidate=b"1", x_envoy_attempt_count=b"2"))
+    reply = exchange.handle(
+        ext.ProcessingRequest(
+            response_body=ext.HttpBody(body=orjson.dumps(COMPLETION), end_of_stream=True)
+        )
+    )
+    status, envelope = immediate_json(reply)
+    assert (status, envelope["error"]["code"]) == (403, "policy_denied")
+    record = exchange.record()
+    assert record is not None
+    assert (record.backend, record.served_model, record.attempts) == ("spare", "spare-gpt", 2)
