@@ -153,6 +153,7 @@ def translate(
                 name=tier.name,
                 per_key=_rate_limits(tier.per_key),
                 per_project=_rate_limits(tier.per_project),
+                request_timeout_ms=round((tier.request_timeout_seconds or 0) * 1000),
             )
         )
     if errors:

@@ -37,6 +37,7 @@ WARNING_AT: Final = 0.8  # X-RateLimit-Warning once a scope has used more than t
 # shared store after this long.
 DEFAULT_LEASE_S: Final = 900.0
 MAX_UNSETTLED: Final = 10_000  # releases kept for a store that is down
+LEASE_MARGIN_S: Final = 30.0
 
 FailureMode = Literal["open", "closed"]
 
@@ -57,10 +58,23 @@ class Tier:
     name: str
     per_key: Limits
     per_project: Limits
+    request_timeout_s: float = 0.0  # 0: not set
 
     @classmethod
     def compile(cls, tier: runtime_pb2.ServiceTier) -> Tier:
-        return cls(tier.name, Limits.compile(tier.per_key), Limits.compile(tier.per_project))
+        return cls(
+            tier.name,
+            Limits.compile(tier.per_key),
+            Limits.compile(tier.per_project),
+            tier.request_timeout_ms / 1000,
+        )
+
+    def lease_s(self, default: float) -> float:
+        """How long a concurrency slot is held at most: no request outlives the tier's
+        request timeout (a margin for the answer's last bytes)."""
+        if self.request_timeout_s <= 0:
+            return default
+        return min(default, self.request_timeout_s + LEASE_MARGIN_S)
 
     @property
     def limits_tokens(self) -> bool:
@@ -213,7 +227,7 @@ class Limiter:
                         1,
                         None,
                         usage.holder,
-                        self.lease_s,
+                        tier.lease_s(self.lease_s),
                     )
                 )
                 kinds.append((scope, "concurrent requests", limits.concurrent_requests))

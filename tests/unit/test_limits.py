@@ -4,10 +4,11 @@ and the 429 envelope."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 
-from extproc.limit_store import Counter, MemoryStore
+from extproc.limit_store import Counter, MemoryStore, Taken
 from extproc.limits import (
     Limiter,
     Limits,
@@ -156,3 +157,29 @@ def test_the_429_envelope_is_openai_shaped_with_retry_after() -> None:
     assert envelope["error"]["code"] == "rate_limit_exceeded"
     validate_openapi(envelope, "ErrorResponse")
     assert dict(refusal_headers(error)) == {"retry-after": b"12"}
+
+
+async def test_a_concurrency_slot_is_leased_no_longer_than_the_tiers_request_timeout() -> None:
+    """A shared store frees a slot whose holder died when its lease ends: the tier's
+    request timeout (plus a margin) when it has one, else the default."""
+    leases: list[float] = []
+
+    class Recording(MemoryStore):
+        async def take(self, counters: Sequence[Counter]) -> Taken:
+            leases.extend(c.lease_s for c in counters if c.holder)
+            return await super().take(counters)
+
+    limiter = Limiter(Recording(), lease_s=900.0)
+    timed = Tier("timed", Limits(concurrent_requests=2), Limits(), request_timeout_s=120.0)
+    await limiter.admit(timed, "k", "p")
+    await limiter.admit(Tier("open", Limits(concurrent_requests=2), Limits()), "k", "p")
+    assert leases == [150.0, 900.0]
+
+
+def test_the_request_timeout_reaches_ext_proc() -> None:
+    from controlplane.model import ConfigSet, ServiceTier
+    from controlplane.translate_runtime import translate
+
+    config = ConfigSet(service_tiers=(ServiceTier("timed", request_timeout_seconds=120.0),))
+    (tier,) = translate(config, {}).service_tiers
+    assert Tier.compile(tier).request_timeout_s == 120.0

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cweir/config/v1/runtime.proto\x12\x0eweir.config.v1\"\xd4\x02\n\rRuntimeConfig\x12\x10\n\x08revision\x18\x01 \x01(\t\x12)\n\x08\x62\x61\x63kends\x18\x02 \x03(\x0b\x32\x17.weir.config.v1.Backend\x12+\n\tendpoints\x18\x03 \x03(\x0b\x32\x18.weir.config.v1.Endpoint\x12\x16\n\x0e\x63luster_header\x18\x04 \x01(\t\x12\x17\n\x0f\x65ndpoint_header\x18\x05 \x01(\t\x12\x19\n\x11max_request_bytes\x18\x06 \x01(\x04\x12(\n\x08policies\x18\x07 \x03(\x0b\x32\x16.weir.config.v1.Policy\x12/\n\x0cpii_policies\x18\x08 \x03(\x0b\x32\x19.weir.config.v1.PiiPolicy\x12\x32\n\rservice_tiers\x18\t \x03(\x0b\x32\x1b.weir.config.v1.ServiceTier\"y\n\x0bServiceTier\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x07per_key\x18\x02 \x01(\x0b\x32\x1a.weir.config.v1.RateLimits\x12/\n\x0bper_project\x18\x03 \x01(\x0b\x32\x1a.weir.config.v1.RateLimits\"a\n\nRateLimits\x12\x1b\n\x13requests_per_minute\x18\x01 \x01(\r\x12\x19\n\x11tokens_per_minute\x18\x02 \x01(\r\x12\x1b\n\x13\x63oncurrent_requests\x18\x03 \x01(\r\"\xaf\x03\n\tPiiPolicy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32 .weir.config.v1.PiiPolicy.Action\x12\x14\n\x0c\x65ntity_types\x18\x03 \x03(\t\x12\x13\n\x0b\x61rt9_detect\x18\x04 \x01(\x08\x12\x39\n\x0b\x61rt9_action\x18\x05 \x01(\x0e\x32$.weir.config.v1.PiiPolicy.Art9Action\x12\x19\n\x11restore_responses\x18\x06 \x01(\x08\x12\x16\n\x0emax_scan_bytes\x18\x07 \x01(\r\"Y\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41\x43TION_ANONYMIZE\x10\x01\x12\x10\n\x0c\x41\x43TION_BLOCK\x10\x02\x12\x0f\n\x0b\x41\x43TION_FLAG\x10\x03\"n\n\nArt9Action\x12\x1b\n\x17\x41RT9_ACTION_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41RT9_ACTION_FLAG\x10\x01\x12\x15\n\x11\x41RT9_ACTION_BLOCK\x10\x02\x12\x16\n\x12\x41RT9_ACTION_IGNORE\x10\x03\"\xd1\x01\n\x06Policy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x05stage\x18\x02 \x01(\x0e\x32\x1c.weir.config.v1.Policy.Stage\x12\x0e\n\x06module\x18\x03 \x01(\t\x12\x0f\n\x07package\x18\x04 \x01(\t\x12\x11\n\tendpoints\x18\x05 \x03(\t\x12\x11\n\tfail_open\x18\x06 \x01(\x08\"E\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x11\n\rSTAGE_REQUEST\x10\x01\x12\x12\n\x0eSTAGE_RESPONSE\x10\x02\"\x8f\x01\n\x07\x42\x61\x63kend\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x13\n\x0bpath_prefix\x18\x03 \x01(\t\x12\x11\n\tauthority\x18\x04 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x05 \x01(\t\x12,\n\x06models\x18\x06 \x03(\x0b\x32\x1c.weir.config.v1.BackendModel\"\xac\x01\n\x0c\x42\x61\x63kendModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x63ontext_window\x18\x02 \x01(\r\x12\x19\n\x11max_output_tokens\x18\x03 \x01(\r\x12\x13\n\x0binput_price\x18\x04 \x01(\x01\x12\x1a\n\x12\x63\x61\x63hed_input_price\x18\x05 \x01(\x01\x12\x14\n\x0coutput_price\x18\x06 \x01(\x01\x12\x14\n\x0cquality_tier\x18\x07 \x01(\r\"\xc0\x01\n\x08\x45ndpoint\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x0c\n\x04slug\x18\x03 \x01(\t\x12*\n\x06models\x18\x04 \x03(\x0b\x32\x1a.weir.config.v1.ModelRoute\x12\x12\n\npii_policy\x18\x05 \x01(\t\x12\x14\n\x0cservice_tier\x18\x06 \x01(\t\x12\x31\n\x0c\x61uto_routing\x18\x07 \x01(\x0b\x32\x1b.weir.config.v1.AutoRouting\"+\n\x0b\x41utoRouting\x12\x0e\n\x06models\x18\x01 \x03(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\"b\n\nModelRoute\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x07targets\x18\x02 \x03(\x0b\x32\x1b.weir.config.v1.ModelTarget\x12\x18\n\x10\x66\x61llback_cluster\x18\x03 \x01(\t\"-\n\x0bModelTarget\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cweir/config/v1/runtime.proto\x12\x0eweir.config.v1\"\xd4\x02\n\rRuntimeConfig\x12\x10\n\x08revision\x18\x01 \x01(\t\x12)\n\x08\x62\x61\x63kends\x18\x02 \x03(\x0b\x32\x17.weir.config.v1.Backend\x12+\n\tendpoints\x18\x03 \x03(\x0b\x32\x18.weir.config.v1.Endpoint\x12\x16\n\x0e\x63luster_header\x18\x04 \x01(\t\x12\x17\n\x0f\x65ndpoint_header\x18\x05 \x01(\t\x12\x19\n\x11max_request_bytes\x18\x06 \x01(\x04\x12(\n\x08policies\x18\x07 \x03(\x0b\x32\x16.weir.config.v1.Policy\x12/\n\x0cpii_policies\x18\x08 \x03(\x0b\x32\x19.weir.config.v1.PiiPolicy\x12\x32\n\rservice_tiers\x18\t \x03(\x0b\x32\x1b.weir.config.v1.ServiceTier\"\x95\x01\n\x0bServiceTier\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x07per_key\x18\x02 \x01(\x0b\x32\x1a.weir.config.v1.RateLimits\x12/\n\x0bper_project\x18\x03 \x01(\x0b\x32\x1a.weir.config.v1.RateLimits\x12\x1a\n\x12request_timeout_ms\x18\x04 \x01(\r\"a\n\nRateLimits\x12\x1b\n\x13requests_per_minute\x18\x01 \x01(\r\x12\x19\n\x11tokens_per_minute\x18\x02 \x01(\r\x12\x1b\n\x13\x63oncurrent_requests\x18\x03 \x01(\r\"\xaf\x03\n\tPiiPolicy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32 .weir.config.v1.PiiPolicy.Action\x12\x14\n\x0c\x65ntity_types\x18\x03 \x03(\t\x12\x13\n\x0b\x61rt9_detect\x18\x04 \x01(\x08\x12\x39\n\x0b\x61rt9_action\x18\x05 \x01(\x0e\x32$.weir.config.v1.PiiPolicy.Art9Action\x12\x19\n\x11restore_responses\x18\x06 \x01(\x08\x12\x16\n\x0emax_scan_bytes\x18\x07 \x01(\r\"Y\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41\x43TION_ANONYMIZE\x10\x01\x12\x10\n\x0c\x41\x43TION_BLOCK\x10\x02\x12\x0f\n\x0b\x41\x43TION_FLAG\x10\x03\"n\n\nArt9Action\x12\x1b\n\x17\x41RT9_ACTION_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41RT9_ACTION_FLAG\x10\x01\x12\x15\n\x11\x41RT9_ACTION_BLOCK\x10\x02\x12\x16\n\x12\x41RT9_ACTION_IGNORE\x10\x03\"\xd1\x01\n\x06Policy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x05stage\x18\x02 \x01(\x0e\x32\x1c.weir.config.v1.Policy.Stage\x12\x0e\n\x06module\x18\x03 \x01(\t\x12\x0f\n\x07package\x18\x04 \x01(\t\x12\x11\n\tendpoints\x18\x05 \x03(\t\x12\x11\n\tfail_open\x18\x06 \x01(\x08\"E\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x11\n\rSTAGE_REQUEST\x10\x01\x12\x12\n\x0eSTAGE_RESPONSE\x10\x02\"\x8f\x01\n\x07\x42\x61\x63kend\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x13\n\x0bpath_prefix\x18\x03 \x01(\t\x12\x11\n\tauthority\x18\x04 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x05 \x01(\t\x12,\n\x06models\x18\x06 \x03(\x0b\x32\x1c.weir.config.v1.BackendModel\"\xac\x01\n\x0c\x42\x61\x63kendModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x63ontext_window\x18\x02 \x01(\r\x12\x19\n\x11max_output_tokens\x18\x03 \x01(\r\x12\x13\n\x0binput_price\x18\x04 \x01(\x01\x12\x1a\n\x12\x63\x61\x63hed_input_price\x18\x05 \x01(\x01\x12\x14\n\x0coutput_price\x18\x06 \x01(\x01\x12\x14\n\x0cquality_tier\x18\x07 \x01(\r\"\xc0\x01\n\x08\x45ndpoint\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x0c\n\x04slug\x18\x03 \x01(\t\x12*\n\x06models\x18\x04 \x03(\x0b\x32\x1a.weir.config.v1.ModelRoute\x12\x12\n\npii_policy\x18\x05 \x01(\t\x12\x14\n\x0cservice_tier\x18\x06 \x01(\t\x12\x31\n\x0c\x61uto_routing\x18\x07 \x01(\x0b\x32\x1b.weir.config.v1.AutoRouting\"+\n\x0b\x41utoRouting\x12\x0e\n\x06models\x18\x01 \x03(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\"b\n\nModelRoute\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x07targets\x18\x02 \x03(\x0b\x32\x1b.weir.config.v1.ModelTarget\x12\x18\n\x10\x66\x61llback_cluster\x18\x03 \x01(\t\"-\n\x0bModelTarget\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,30 +33,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RUNTIMECONFIG']._serialized_start=49
   _globals['_RUNTIMECONFIG']._serialized_end=389
-  _globals['_SERVICETIER']._serialized_start=391
-  _globals['_SERVICETIER']._serialized_end=512
-  _globals['_RATELIMITS']._serialized_start=514
-  _globals['_RATELIMITS']._serialized_end=611
-  _globals['_PIIPOLICY']._serialized_start=614
-  _globals['_PIIPOLICY']._serialized_end=1045
-  _globals['_PIIPOLICY_ACTION']._serialized_start=844
-  _globals['_PIIPOLICY_ACTION']._serialized_end=933
-  _globals['_PIIPOLICY_ART9ACTION']._serialized_start=935
-  _globals['_PIIPOLICY_ART9ACTION']._serialized_end=1045
-  _globals['_POLICY']._serialized_start=1048
-  _globals['_POLICY']._serialized_end=1257
-  _globals['_POLICY_STAGE']._serialized_start=1188
-  _globals['_POLICY_STAGE']._serialized_end=1257
-  _globals['_BACKEND']._serialized_start=1260
-  _globals['_BACKEND']._serialized_end=1403
-  _globals['_BACKENDMODEL']._serialized_start=1406
-  _globals['_BACKENDMODEL']._serialized_end=1578
-  _globals['_ENDPOINT']._serialized_start=1581
-  _globals['_ENDPOINT']._serialized_end=1773
-  _globals['_AUTOROUTING']._serialized_start=1775
-  _globals['_AUTOROUTING']._serialized_end=1818
-  _globals['_MODELROUTE']._serialized_start=1820
-  _globals['_MODELROUTE']._serialized_end=1918
-  _globals['_MODELTARGET']._serialized_start=1920
-  _globals['_MODELTARGET']._serialized_end=1965
+  _globals['_SERVICETIER']._serialized_start=392
+  _globals['_SERVICETIER']._serialized_end=541
+  _globals['_RATELIMITS']._serialized_start=543
+  _globals['_RATELIMITS']._serialized_end=640
+  _globals['_PIIPOLICY']._serialized_start=643
+  _globals['_PIIPOLICY']._serialized_end=1074
+  _globals['_PIIPOLICY_ACTION']._serialized_start=873
+  _globals['_PIIPOLICY_ACTION']._serialized_end=962
+  _globals['_PIIPOLICY_ART9ACTION']._serialized_start=964
+  _globals['_PIIPOLICY_ART9ACTION']._serialized_end=1074
+  _globals['_POLICY']._serialized_start=1077
+  _globals['_POLICY']._serialized_end=1286
+  _globals['_POLICY_STAGE']._serialized_start=1217
+  _globals['_POLICY_STAGE']._serialized_end=1286
+  _globals['_BACKEND']._serialized_start=1289
+  _globals['_BACKEND']._serialized_end=1432
+  _globals['_BACKENDMODEL']._serialized_start=1435
+  _globals['_BACKENDMODEL']._serialized_end=1607
+  _globals['_ENDPOINT']._serialized_start=1610
+  _globals['_ENDPOINT']._serialized_end=1802
+  _globals['_AUTOROUTING']._serialized_start=1804
+  _globals['_AUTOROUTING']._serialized_end=1847
+  _globals['_MODELROUTE']._serialized_start=1849
+  _globals['_MODELROUTE']._serialized_end=1947
+  _globals['_MODELTARGET']._serialized_start=1949
+  _globals['_MODELTARGET']._serialized_end=1994
 # @@protoc_insertion_point(module_scope)

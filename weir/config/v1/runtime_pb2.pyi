@@ -30,14 +30,16 @@ class RuntimeConfig(_message.Message):
     def __init__(self, revision: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[Backend, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., cluster_header: _Optional[str] = ..., endpoint_header: _Optional[str] = ..., max_request_bytes: _Optional[int] = ..., policies: _Optional[_Iterable[_Union[Policy, _Mapping]]] = ..., pii_policies: _Optional[_Iterable[_Union[PiiPolicy, _Mapping]]] = ..., service_tiers: _Optional[_Iterable[_Union[ServiceTier, _Mapping]]] = ...) -> None: ...
 
 class ServiceTier(_message.Message):
-    __slots__ = ("name", "per_key", "per_project")
+    __slots__ = ("name", "per_key", "per_project", "request_timeout_ms")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PER_KEY_FIELD_NUMBER: _ClassVar[int]
     PER_PROJECT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     name: str
     per_key: RateLimits
     per_project: RateLimits
-    def __init__(self, name: _Optional[str] = ..., per_key: _Optional[_Union[RateLimits, _Mapping]] = ..., per_project: _Optional[_Union[RateLimits, _Mapping]] = ...) -> None: ...
+    request_timeout_ms: int
+    def __init__(self, name: _Optional[str] = ..., per_key: _Optional[_Union[RateLimits, _Mapping]] = ..., per_project: _Optional[_Union[RateLimits, _Mapping]] = ..., request_timeout_ms: _Optional[int] = ...) -> None: ...
 
 class RateLimits(_message.Message):
     __slots__ = ("requests_per_minute", "tokens_per_minute", "concurrent_requests")
