@@ -577,8 +577,10 @@ def _route_configuration(
                     "name": "weir",
                     "domains": ["*"],
                     "routes": routes,
-                    # x-envoy-attempt-count: how many attempts an answer took.
+                    # x-envoy-attempt-count: how many attempts an answer took, and on each
+                    # attempt which one it is (the first needs no rewriting).
                     "include_attempt_count_in_response": True,
+                    "include_request_attempt_count": True,
                 }
             ],
             "request_headers_to_remove": [

@@ -29,6 +29,7 @@ log = logging.getLogger("weir.extproc.attempts")
 
 ATTEMPT_METADATA: Final = ("x-weir-phase", "attempt")  # the upstream filter's gRPC metadata
 CANDIDATE_HEADER: Final = "x-weir-candidate"  # on the answer: the candidate (0, 1, ...)
+ATTEMPT_COUNT_HEADER: Final = "x-envoy-attempt-count"  # on each attempt: 1, 2, ...
 HOST_METADATA: Final = "xds.upstream_host_metadata"
 NAMESPACE: Final = "weir"
 
@@ -94,8 +95,14 @@ class Attempt:
         candidate = candidate_of(message)
         # Kept for the attempts after this one: they share the request's headers, and
         # each sets its own path from it (the provider sees it, and ignores it).
-        (api_path,) = header_values(message.request_headers, API_PATH_HEADER)
+        api_path, attempt = header_values(
+            message.request_headers, API_PATH_HEADER, ATTEMPT_COUNT_HEADER
+        )
         remove: list[str] = []
+        if attempt == b"1" and candidate.get("candidate") == "0":
+            # The first attempt, to the first candidate: the request as ext_proc routed
+            # it (headers and body), nothing to rewrite or parse.
+            return _headers_response([], remove)
         if not candidate:
             # Never guess: the request holds candidate 0's key, which no other provider
             # may see.

@@ -6,6 +6,7 @@ Header values travel in `raw_value` (bytes), both ways.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
@@ -34,6 +35,13 @@ def header_values(headers: ext.HttpHeaders, *names: str) -> list[bytes]:
     return found
 
 
+@cache
+def _positions(names: tuple[str, ...]) -> dict[str, int]:
+    """Where each name is in `names` (the callers pass module-level tuples: one dict
+    each, made once)."""
+    return {name: index for index, name in enumerate(names)}
+
+
 def headers_and_prefixed(
     headers: ext.HttpHeaders, names: tuple[str, ...], prefix: str
 ) -> tuple[list[bytes], list[tuple[str, bytes]]]:
@@ -41,10 +49,12 @@ def headers_and_prefixed(
     name starts with `prefix`, in one pass over the headers."""
     found = [b""] * len(names)
     prefixed: list[tuple[str, bytes]] = []
+    positions = _positions(names)
     for header in headers.headers.headers:
         key = header.key
-        if key in names:
-            found[names.index(key)] = header.raw_value or header.value.encode()
+        position = positions.get(key)
+        if position is not None:
+            found[position] = header.raw_value or header.value.encode()
         elif key.startswith(prefix):
             prefixed.append((key, header.raw_value or header.value.encode()))
     return found, prefixed

@@ -60,7 +60,9 @@ def table() -> RouteTableHolder:
     return holder
 
 
-def headers_message(candidate: dict[str, str] | None, api_path: str = "/chat/completions") -> Any:
+def headers_message(
+    candidate: dict[str, str] | None, api_path: str = "/chat/completions", attempt: str = "2"
+) -> Any:
     message = ext.ProcessingRequest(
         request_headers=ext.HttpHeaders(
             headers=base_pb2.HeaderMap(
@@ -68,6 +70,7 @@ def headers_message(candidate: dict[str, str] | None, api_path: str = "/chat/com
                     base_pb2.HeaderValue(key=":path", raw_value=b"/v1/chat/completions"),
                     base_pb2.HeaderValue(key="authorization", raw_value=b"Bearer sk-first"),
                     base_pb2.HeaderValue(key="x-weir-api-path", raw_value=api_path.encode()),
+                    base_pb2.HeaderValue(key="x-envoy-attempt-count", raw_value=attempt.encode()),
                 ]
             )
         )
@@ -148,3 +151,14 @@ def test_a_later_candidate_gets_max_tokens_it_can_produce() -> None:
     reply = attempt.handle(ext.ProcessingRequest(request_body=ext.HttpBody(body=body)))
     sent = orjson.loads(reply.request_body.response.body_mutation.body)
     assert (sent["model"], sent["max_tokens"]) == ("m2", 100)
+
+
+def test_the_first_attempt_to_the_first_candidate_goes_as_routed_unparsed() -> None:
+    first = {"candidate": "0", "backend": "first", "model": "m1"}
+    attempt = Attempt(table())
+    assert mutations(attempt.handle(headers_message(first, attempt="1"))) == ({}, [])
+    unreadable = ext.ProcessingRequest(request_body=ext.HttpBody(body=b"not parsed"))
+    assert not attempt.handle(unreadable).request_body.HasField("response")
+    # The first attempt to a later candidate (the first one ejected) is rewritten.
+    set_headers, _ = mutations(Attempt(table()).handle(headers_message(SECOND, attempt="1")))
+    assert set_headers[":authority"] == b"second.example:8443"

@@ -214,6 +214,7 @@ def test_the_tier_sets_the_routes_timeouts_priority_and_retries() -> None:
     assert (direct["timeout"], direct["idle_timeout"]) == ("60s", "60s")
     assert "priority" not in by_name["endpoint-demo-chat"]["route"]
     assert routes["virtual_hosts"][0]["include_attempt_count_in_response"] is True
+    assert routes["virtual_hosts"][0]["include_request_attempt_count"] is True
 
 
 def test_retries_never_outnumber_the_other_candidates() -> None:
