@@ -152,9 +152,45 @@ def structural(schema: JSONSchema) -> JSONSchema:
     return node
 
 
+# What the control plane writes (controlplane.resource_status): metav1.Condition's shape.
+STATUS_SCHEMA: Final[JSONSchema] = {
+    "type": "object",
+    "description": "Written by the control plane: whether this generation is served.",
+    # Other fields are kept, as before this schema was typed (and as other tools may add).
+    "x-kubernetes-preserve-unknown-fields": True,
+    "properties": {
+        "observedGeneration": {
+            "type": "integer",
+            "format": "int64",
+            "description": "The generation the conditions describe.",
+        },
+        "conditions": {
+            "type": "array",
+            "description": "`Accepted`: True when this generation is served; False with the "
+            "reason (Invalid, NotServed) and a message saying why.",
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+            "items": {
+                "type": "object",
+                "required": ["type", "status", "lastTransitionTime", "reason", "message"],
+                "properties": {
+                    "type": {"type": "string", "maxLength": 316},
+                    "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+                    "reason": {"type": "string", "maxLength": 1024},
+                    "message": {"type": "string", "maxLength": 32768},
+                    "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0},
+                    "lastTransitionTime": {"type": "string", "format": "date-time"},
+                },
+            },
+        },
+    },
+}
+
+
 def open_api_schema(kind: str) -> JSONSchema:
     """The CRD's `openAPIV3Schema` for `kind`."""
     schema = structural(KINDS[kind])
+    schema["properties"]["status"] = copy.deepcopy(STATUS_SCHEMA)
     name = schema["properties"]["metadata"]["properties"]["name"]
     schema["properties"]["metadata"] = {
         "type": "object",

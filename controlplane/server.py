@@ -1,8 +1,13 @@
 """The control plane process: config source -> validate -> translate -> snapshot -> ADS,
 plus the API keys (key store -> key watcher -> ADS) and the management API (uvicorn).
 
-gRPC health reports SERVING once a first config has been published. SIGTERM/SIGINT stop
-it gracefully: connected clients keep their last config and reconnect with backoff.
+The config source is a directory (`DirectorySource`) or, on Kubernetes, the custom
+resources of one namespace (`KubernetesSource`). On Kubernetes every replica serves xDS;
+the one that holds the leader Lease also writes the resources' status.
+
+gRPC health: service `weir.controlplane` (and "") reports SERVING once a first config has
+been published (readiness); `liveness` is SERVING while the process runs. SIGTERM/SIGINT
+stop it gracefully: connected clients keep their last config and reconnect with backoff.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Generator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,16 +33,21 @@ from controlplane.dataplane import Address, DataPlaneSettings
 from controlplane.errors import ConfigInvalid, WeirControlPlaneError
 from controlplane.key_watch import KeyWatcher
 from controlplane.keystore import SqliteKeyStore
+from controlplane.kube_api import KubeApi, connect
+from controlplane.leader import LeaderElector
 from controlplane.management_api import create_app
 from controlplane.model import ConfigSet
 from controlplane.publisher import Publisher, generate
+from controlplane.resource_status import StatusWriter
 from controlplane.settings_store import SettingsStore
 from controlplane.source_files import DirectorySource
+from controlplane.source_kubernetes import KubernetesSource
 from controlplane.status import XdsStatus
 
 log = logging.getLogger("weir.controlplane")
 
 HEALTH_SERVICE = "weir.controlplane"
+LIVENESS_SERVICE = "liveness"
 # Envoy pings its xDS connection every 5 s (bootstrap connection_keepalive). gRPC's
 # default policy answers pings more often than every 5 min with GOAWAY "too_many_pings",
 # which would cut the ADS stream over and over: accept them.
@@ -58,14 +68,30 @@ class _QuietServer(uvicorn.Server):
 
 
 @dataclass(frozen=True)
+class KubernetesSettings:
+    """Where the custom resources are, and who this replica is for leader election."""
+
+    namespace: str
+    identity: str
+    kubeconfig: str | None = None  # None: the pod's service account, else ~/.kube/config
+    lease_name: str = "weir-controlplane"
+    leader_election: bool = True
+    watch_timeout_s: int = 300
+    lease_duration_s: int = 15
+    renew_deadline_s: float = 10.0
+    retry_period_s: float = 2.0
+
+
+@dataclass(frozen=True)
 class ControlPlaneSettings:
-    config_dir: Path
+    config_dir: Path | None  # the files source; None with `kubernetes`
     xds: Address
     dataplane: DataPlaneSettings
     store_path: Path
     # host:port of the management HTTP API; None: not served.
     management: Address | None = None
     poll_interval_s: float = 0.2
+    kubernetes: KubernetesSettings | None = None
 
 
 class ControlPlane:
@@ -88,36 +114,44 @@ class ControlPlane:
         self.project_settings: SettingsStore | None = None
         self.management: uvicorn.Server | None = None
 
-    async def apply(self, result: ConfigSet | ConfigInvalid) -> None:
-        """Publish a load result, or report why it keeps the last good config."""
+    async def apply(self, result: ConfigSet | ConfigInvalid) -> bool:
+        """Publish a load result (True: it is what is served now), or report why it keeps
+        the last good config (False; `last_error` says why)."""
         if isinstance(result, ConfigInvalid):
             self._report(result)
-            return
+            return False
         if result == self.accepted:
-            return
+            return True
         try:
             await self.publisher.publish(generate(result, self.settings.dataplane, self.environ))
         except WeirControlPlaneError as error:
             self._report(error)
-            return
+            return False
         except Exception as error:  # a bug or an unforeseen input: keep the last good config
             log.exception("config could not be translated; the last good config keeps serving")
-            self.last_error = repr(error)
-            return
+            self.last_error = f"internal error ({type(error).__name__})"
+            return False
         self.accepted = result
         self.last_error = None
         await self.health.set(HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        return True
 
     def _report(self, error: WeirControlPlaneError) -> None:
         self.last_error = str(error)
         kept = "the last good config keeps serving" if self.accepted else "nothing is served yet"
         log.error("config rejected (%s):\n%s", kept, error)
 
-    async def _consume(self, results: AsyncIterator[ConfigSet | ConfigInvalid]) -> None:
+    async def _consume(
+        self,
+        results: AsyncIterator[ConfigSet | ConfigInvalid],
+        on_outcome: Callable[[bool], None] | None = None,
+    ) -> None:
         try:
             async for result in results:
-                await self.apply(result)
+                published = await self.apply(result)
+                if on_outcome is not None:
+                    on_outcome(published)
         except Exception:
             # Without its source the control plane would serve a frozen config silently:
             # stop, so that the supervisor (or Kubernetes) sees it and restarts it.
@@ -151,6 +185,9 @@ class ControlPlane:
             self.stop()
 
     async def run(self) -> None:
+        kube = self.settings.kubernetes
+        # A Kubernetes client that cannot be configured stops the start, before anything runs.
+        api = connect(kube.namespace, kube.kubeconfig) if kube is not None else None
         watcher = self._open_keys()
         server = grpc.aio.server(options=SERVER_OPTIONS)
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
@@ -164,13 +201,18 @@ class ControlPlane:
             raise WeirControlPlaneError(f"cannot listen for xDS on {self.settings.xds}")
         await server.start()
         log.info("xDS (ADS) listening on %s:%d", self.settings.xds.host, self.bound_port)
-        source = DirectorySource(
-            self.settings.config_dir, self.environ, interval=self.settings.poll_interval_s
-        )
-        tasks = [
-            asyncio.create_task(self._consume(source.watch())),
-            asyncio.create_task(watcher.run()),
-        ]
+        await self.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        tasks = [asyncio.create_task(watcher.run())]
+        elector: LeaderElector | None = None
+        if kube is not None and api is not None:
+            elector = self._watch_kubernetes(api, kube, tasks)
+        else:
+            assert self.settings.config_dir is not None
+            source = DirectorySource(
+                self.settings.config_dir, self.environ, interval=self.settings.poll_interval_s
+            )
+            tasks.append(asyncio.create_task(self._consume(source.watch())))
+        background = len(tasks)
         if self.settings.management is not None:
             tasks.append(
                 asyncio.create_task(self._serve_management(self.settings.management, watcher))
@@ -181,15 +223,49 @@ class ControlPlane:
         finally:
             if self.management is not None:
                 self.management.should_exit = True
-            for task in tasks[:2]:
+            for task in tasks[:background]:
                 task.cancel()
-            if len(tasks) > 2:
-                await asyncio.wait([tasks[2]], timeout=2.0)
+            await asyncio.wait(tasks[:background], timeout=2.0)
+            if elector is not None:
+                await elector.release()
+            if len(tasks) > background:
+                await asyncio.wait(tasks[background:], timeout=2.0)
             await self.health.enter_graceful_shutdown()
             await server.stop(grace=1.0)
             if self.store is not None:
                 self.store.close()
             log.info("control plane stopped")
+
+    def _watch_kubernetes(
+        self, api: KubeApi, settings: KubernetesSettings, tasks: list[asyncio.Task[None]]
+    ) -> LeaderElector | None:
+        """Start the Kubernetes source, the status writer and (if on) leader election."""
+        source = KubernetesSource(api, watch_timeout_s=settings.watch_timeout_s)
+        status = StatusWriter(api, source)
+
+        def on_outcome(published: bool) -> None:
+            if source.last_build is not None:
+                failure = None if published or self.last_error is None else self.last_error
+                if source.last_build.problems or source.last_build.general:
+                    failure = None  # the resources' own problems say it
+                status.record(source.last_build, published, failure)
+
+        tasks.append(asyncio.create_task(self._consume(source.watch(), on_outcome)))
+        tasks.append(asyncio.create_task(status.run()))
+        if not settings.leader_election:
+            status.set_leading(True)
+            return None
+        elector = LeaderElector(
+            api,
+            settings.lease_name,
+            settings.identity,
+            status.set_leading,
+            lease_duration_s=settings.lease_duration_s,
+            renew_deadline_s=settings.renew_deadline_s,
+            retry_period_s=settings.retry_period_s,
+        )
+        tasks.append(asyncio.create_task(elector.run()))
+        return elector
 
     def stop(self) -> None:
         self._stopping.set()
@@ -200,6 +276,10 @@ async def serve(settings: ControlPlaneSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, plane.stop)
-    await plane.run()
+    try:
+        await plane.run()
+    except WeirControlPlaneError as error:
+        log.error("the control plane cannot start: %s", error)
+        raise SystemExit(1) from None
     if plane.failed:
         raise SystemExit(1)

@@ -7,6 +7,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -48,11 +49,24 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_controlplane(args: argparse.Namespace) -> int:
     from controlplane.dataplane import Address, DataPlaneSettings
-    from controlplane.server import ControlPlaneSettings, serve
+    from controlplane.kube_api import default_namespace
+    from controlplane.server import ControlPlaneSettings, KubernetesSettings, serve
 
     _logging(args.verbose)
+    kubernetes = None
+    if args.source == "kubernetes":
+        kubernetes = KubernetesSettings(
+            namespace=args.namespace or default_namespace(),
+            identity=args.identity or os.environ.get("POD_NAME") or socket.gethostname(),
+            kubeconfig=args.kubeconfig,
+            lease_name=args.lease_name,
+            leader_election=not args.no_leader_election,
+        )
+    elif args.config is None:
+        print("weir controlplane: --config is required with --source files", file=sys.stderr)
+        return 2
     settings = ControlPlaneSettings(
-        config_dir=Path(args.config),
+        config_dir=Path(args.config) if args.config else None,
         xds=Address.parse(args.xds_address),
         dataplane=DataPlaneSettings(
             listener=Address.parse(args.listen),
@@ -62,6 +76,7 @@ def _cmd_controlplane(args: argparse.Namespace) -> int:
         ),
         store_path=Path(args.store),
         management=Address.parse(args.management_address) if args.management_address else None,
+        kubernetes=kubernetes,
     )
     asyncio.run(serve(settings))
     return 0
@@ -261,7 +276,34 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=_cmd_validate)
 
     plane = sub.add_parser("controlplane", help="run the xDS control plane")
-    plane.add_argument("--config", required=True, help="config directory (hot-reloaded)")
+    plane.add_argument(
+        "--source",
+        choices=("files", "kubernetes"),
+        default="files",
+        help="where the config comes from: a directory (--config) or the Kubernetes API",
+    )
+    plane.add_argument("--config", help="config directory (hot-reloaded), with --source files")
+    plane.add_argument(
+        "--namespace",
+        help="with --source kubernetes: the namespace watched "
+        "(default: $POD_NAMESPACE, else the pod's own, else default)",
+    )
+    plane.add_argument(
+        "--kubeconfig",
+        help="with --source kubernetes: a kubeconfig file "
+        "(default: the pod's service account, else $KUBECONFIG or ~/.kube/config)",
+    )
+    plane.add_argument(
+        "--identity", help="this replica's name for leader election (default: $POD_NAME)"
+    )
+    plane.add_argument(
+        "--lease-name", default="weir-controlplane", help="the leader-election Lease"
+    )
+    plane.add_argument(
+        "--no-leader-election",
+        action="store_true",
+        help="write status without electing a leader (only for a single replica)",
+    )
     plane.add_argument("--xds-address", default="127.0.0.1:18000")
     plane.add_argument("--listen", default="127.0.0.1:8080", help="Envoy listener host:port")
     plane.add_argument(

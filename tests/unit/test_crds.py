@@ -69,7 +69,8 @@ def strict(schema: Any) -> Any:
     """Kubernetes' strict field validation (kubectl's default) rejects unknown fields."""
     if isinstance(schema, dict):
         out = {k: strict(v) for k, v in schema.items() if k != "x-kubernetes-validations"}
-        if "properties" in out and "additionalProperties" not in out:
+        preserved = out.get("x-kubernetes-preserve-unknown-fields") is True
+        if "properties" in out and "additionalProperties" not in out and not preserved:
             out["additionalProperties"] = False
         return out
     if isinstance(schema, list):

@@ -1,0 +1,365 @@
+"""The few Kubernetes API calls the control plane makes, through the official client.
+
+Everything Kubernetes-specific that the rest of the control plane needs goes through
+`KubeApi`: list and watch a collection (Weir's custom resources, Secrets), patch a custom
+resource's status, and read/create/replace the leader-election Lease. The client is
+synchronous (urllib3): callers run these methods in worker threads.
+
+Objects are plain dicts as the API server sends them (custom resources have no generated
+models, and a Secret's `data` stays base64 exactly as served). Failures raise `KubeApiError`
+(with the HTTP status when there was one); a watch whose resourceVersion is too old raises
+`WatchExpired` (410 Gone), after which the caller must list again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
+
+from controlplane.errors import WeirControlPlaneError
+
+__all__ = [
+    "SECRETS",
+    "WEIR_COLLECTIONS",
+    "Collection",
+    "KubeApi",
+    "KubeApiError",
+    "Lease",
+    "LeaseConflict",
+    "WatchEvent",
+    "WatchExpired",
+    "connect",
+]
+
+GROUP: Final = "weir.dev"
+VERSION: Final = "v1alpha1"
+IN_CLUSTER_NAMESPACE: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+_JSON: Final = {"Accept": "application/json"}
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A namespaced resource collection: its kind, plural and API group/version."""
+
+    kind: str
+    plural: str
+    group: str = ""
+    version: str = "v1"
+
+    def __str__(self) -> str:
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+
+WEIR_COLLECTIONS: Final = (
+    Collection("Backend", "backends", GROUP, VERSION),
+    Collection("Endpoint", "endpoints", GROUP, VERSION),
+    Collection("ServiceTier", "servicetiers", GROUP, VERSION),
+    Collection("Policy", "policies", GROUP, VERSION),
+    Collection("PIIPolicy", "piipolicies", GROUP, VERSION),
+)
+SECRETS: Final = Collection("Secret", "secrets")
+
+
+class KubeApiError(WeirControlPlaneError):
+    """A Kubernetes API call failed; `status` is the HTTP status, None when unreachable."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class WatchExpired(KubeApiError):
+    """410 Gone: the resourceVersion a watch started from is no longer kept; list again."""
+
+
+class LeaseConflict(KubeApiError):
+    """The Lease changed (or appeared) since it was read: someone else wrote it first."""
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: str  # ADDED, MODIFIED, DELETED, BOOKMARK or ERROR
+    object: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A coordination.k8s.io/v1 Lease, as leader election uses it."""
+
+    name: str
+    holder: str
+    duration_s: int
+    acquired: datetime | None = None
+    renewed: datetime | None = None
+    transitions: int = 0
+    resource_version: str = ""
+
+    def held(self, holder: str, duration_s: int, now: datetime) -> Lease:
+        """This lease renewed by `holder` at `now` (a take-over when the holder changes)."""
+        if holder == self.holder:
+            return replace(self, duration_s=duration_s, renewed=now)
+        return replace(
+            self,
+            holder=holder,
+            duration_s=duration_s,
+            acquired=now,
+            renewed=now,
+            transitions=self.transitions + 1,
+        )
+
+
+def _error(what: str, error: Exception) -> KubeApiError:
+    if isinstance(error, ApiException):
+        status = error.status if isinstance(error.status, int) else None
+        reason = _status_message(error.body) or error.reason or "no reason given"
+        kind = WatchExpired if status == 410 else KubeApiError
+        return kind(f"{what}: HTTP {status}: {reason}", status)
+    return KubeApiError(f"{what}: the API server is unreachable ({type(error).__name__})")
+
+
+def _status_message(body: Any) -> str:
+    """The `message` of a metav1.Status body, if that is what `body` is."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if not isinstance(body, str):
+        return ""
+    try:
+        status = json.loads(body)
+    except ValueError:
+        return body[:200]
+    message = status.get("message") if isinstance(status, dict) else None
+    return message if isinstance(message, str) else ""
+
+
+_FAILURES: Final = (ApiException, urllib3.exceptions.HTTPError, OSError)
+
+
+class WatchStream:
+    """One open watch request: iterate for events; `close()` ends it from any thread."""
+
+    def __init__(self, response: urllib3.BaseHTTPResponse, what: str) -> None:
+        self._response = response
+        self._what = what
+
+    def __iter__(self) -> Iterator[WatchEvent]:
+        try:
+            for line in iter_resp_lines(self._response):
+                if not line:
+                    continue
+                try:
+                    event = json.loads(line)
+                    yield WatchEvent(str(event["type"]), dict(event["object"]))
+                except (ValueError, KeyError, TypeError) as error:
+                    raise KubeApiError(f"{self._what}: unreadable watch event") from error
+        except _FAILURES as error:
+            raise _error(self._what, error) from error
+        finally:
+            self._response.release_conn()
+
+    def close(self) -> None:
+        # shutdown() wakes a read blocked in another thread; it is not there on every
+        # connection (nor needed once the response is done).
+        with contextlib.suppress(ValueError, RuntimeError, OSError, AttributeError):
+            self._response.shutdown()
+        self._response.close()
+
+
+class KubeApi:
+    """The namespace-scoped calls Weir makes. Methods block: call them in threads."""
+
+    def __init__(self, api_client: k8s.ApiClient, namespace: str) -> None:
+        self.namespace = namespace
+        self._client = api_client
+        self._custom = k8s.CustomObjectsApi(api_client)
+        self._core = k8s.CoreV1Api(api_client)
+        self._leases = k8s.CoordinationV1Api(api_client)
+
+    @property
+    def server(self) -> str:
+        host: str = self._client.configuration.host
+        return host
+
+    # --- list and watch ------------------------------------------------------------------
+
+    def _list_call(self, collection: Collection, **options: Any) -> Any:
+        if collection.group:
+            return self._custom.list_namespaced_custom_object(
+                collection.group,
+                collection.version,
+                self.namespace,
+                collection.plural,
+                _preload_content=False,
+                **options,
+            )
+        if collection == SECRETS:
+            return self._core.list_namespaced_secret(
+                self.namespace, _preload_content=False, **options
+            )
+        raise ValueError(f"no list call for {collection}")
+
+    def list(self, collection: Collection) -> tuple[list[dict[str, Any]], str]:
+        """Every object of the collection, and the list's resourceVersion to watch from."""
+        what = f"listing {collection} in namespace {self.namespace}"
+        try:
+            response = self._list_call(collection, _request_timeout=(10, 60))
+            body = json.loads(response.data)
+        except _FAILURES as error:
+            raise _error(what, error) from error
+        except ValueError as error:
+            raise KubeApiError(f"{what}: the answer is not JSON") from error
+        if response.status != 200:
+            raise KubeApiError(f"{what}: HTTP {response.status}", response.status)
+        items = body.get("items") or []
+        version = (body.get("metadata") or {}).get("resourceVersion") or ""
+        return [item for item in items if isinstance(item, dict)], str(version)
+
+    def watch(self, collection: Collection, resource_version: str, timeout_s: int) -> WatchStream:
+        """Changes after `resource_version`, for at most `timeout_s` (the server ends it)."""
+        what = f"watching {collection} in namespace {self.namespace}"
+        try:
+            response = self._list_call(
+                collection,
+                watch=True,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=timeout_s,
+                # A dead connection shows as silence: give up a little after the server would
+                # have ended the watch.
+                _request_timeout=(10, timeout_s + 30),
+            )
+        except _FAILURES as error:
+            raise _error(what, error) from error
+        if response.status != 200:
+            message = _status_message(response.data)
+            response.release_conn()
+            kind = WatchExpired if response.status == 410 else KubeApiError
+            raise kind(f"{what}: HTTP {response.status}: {message}", response.status)
+        return WatchStream(response, what)
+
+    # --- status --------------------------------------------------------------------------
+
+    def patch_status(
+        self, collection: Collection, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Merge-patch the status subresource of one custom resource; the updated object."""
+        what = f"writing the status of {collection.kind}/{name}"
+        try:
+            updated = self._custom.patch_namespaced_custom_object_status(
+                collection.group,
+                collection.version,
+                self.namespace,
+                collection.plural,
+                name,
+                {"status": status},
+                _content_type="application/merge-patch+json",
+                _request_timeout=(10, 30),
+            )
+        except _FAILURES as error:
+            raise _error(what, error) from error
+        return dict(updated) if isinstance(updated, dict) else {}
+
+    # --- leases --------------------------------------------------------------------------
+
+    def read_lease(self, name: str) -> Lease | None:
+        try:
+            found = self._leases.read_namespaced_lease(name, self.namespace, _request_timeout=10)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise _error(f"reading Lease {name}", error) from error
+        except _FAILURES as error:
+            raise _error(f"reading Lease {name}", error) from error
+        spec = found.spec
+        return Lease(
+            name=name,
+            holder=spec.holder_identity or "",
+            duration_s=int(spec.lease_duration_seconds or 0),
+            acquired=spec.acquire_time,
+            renewed=spec.renew_time,
+            transitions=int(spec.lease_transitions or 0),
+            resource_version=found.metadata.resource_version or "",
+        )
+
+    def _body(self, lease: Lease) -> k8s.V1Lease:
+        return k8s.V1Lease(
+            metadata=k8s.V1ObjectMeta(
+                name=lease.name,
+                namespace=self.namespace,
+                resource_version=lease.resource_version or None,
+            ),
+            spec=k8s.V1LeaseSpec(
+                holder_identity=lease.holder,
+                lease_duration_seconds=lease.duration_s,
+                acquire_time=lease.acquired,
+                renew_time=lease.renewed,
+                lease_transitions=lease.transitions,
+            ),
+        )
+
+    def create_lease(self, lease: Lease) -> None:
+        try:
+            self._leases.create_namespaced_lease(
+                self.namespace, self._body(lease), _request_timeout=10
+            )
+        except ApiException as error:
+            if error.status == 409:
+                raise LeaseConflict(f"Lease {lease.name} already exists", 409) from error
+            raise _error(f"creating Lease {lease.name}", error) from error
+        except _FAILURES as error:
+            raise _error(f"creating Lease {lease.name}", error) from error
+
+    def replace_lease(self, lease: Lease) -> None:
+        """Write `lease` if nobody changed it since it was read (its resourceVersion)."""
+        try:
+            self._leases.replace_namespaced_lease(
+                lease.name, self.namespace, self._body(lease), _request_timeout=10
+            )
+        except ApiException as error:
+            if error.status == 409:
+                raise LeaseConflict(f"Lease {lease.name} changed since it was read", 409) from error
+            raise _error(f"updating Lease {lease.name}", error) from error
+        except _FAILURES as error:
+            raise _error(f"updating Lease {lease.name}", error) from error
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def default_namespace() -> str:
+    """POD_NAMESPACE, else the service account's namespace in a pod, else `default`."""
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        return IN_CLUSTER_NAMESPACE.read_text().strip() or "default"
+    except OSError:
+        return "default"
+
+
+def connect(namespace: str, kubeconfig: str | None = None) -> KubeApi:
+    """A client from `kubeconfig`; without one, the pod's service account when in a
+    cluster, else $KUBECONFIG or ~/.kube/config."""
+    try:
+        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            configuration = k8s.Configuration()
+            k8s_config.load_incluster_config(client_configuration=configuration)
+        else:
+            configuration = k8s.Configuration()
+            k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    except (k8s_config.ConfigException, OSError, TypeError, ValueError) as error:
+        where = kubeconfig or "the default kubeconfig"
+        message = f"cannot configure the Kubernetes client from {where}: {error}"
+        raise KubeApiError(message) from error
+    return KubeApi(k8s.ApiClient(configuration), namespace)
