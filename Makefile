@@ -24,13 +24,19 @@ run: install
 
 test: install system-deps lint typecheck pytest
 
-# Servers the tests run for real, from Debian packages: redis-server (shared rate limits).
+# Servers the tests run for real, from Debian packages: redis-server (shared rate limits)
+# and postgresql (the key store shared by control plane replicas; its binaries live in
+# /usr/lib/postgresql/N/bin, not on PATH).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
-	@command -v redis-server >/dev/null || { \
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	{ command -v postgres >/dev/null || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; } \
+		|| missing="$$missing postgresql"; \
+	[ -z "$$missing" ] || { \
 		$(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
-			redis-server; }
+			$$missing; }
 
 lint: install $(BUF)
 	$(BIN)/ruff check .

@@ -1,18 +1,25 @@
-"""Where API keys live: an SQLite file under the state directory (the embedded default).
+"""Where API keys live: an SQLite file under the state directory (the embedded default), or
+a PostgreSQL database shared by several control plane replicas (controlplane.keystore_postgres).
 
 The store holds hashes and metadata only (`StoredKey`). Every write bumps a revision in the
 same transaction, so a watcher learns of a change made by any process (the CLI, the
-management API) by reading one integer.
+management API, another replica) by reading one integer.
+
+The logic of keys is written once (`SqlKeyStore`) over a small contract each database
+gives: `transaction()` (a write; it bumps the revision) and `query()` (a read), both with
+'?' placeholders. Project settings (controlplane.settings_store) use the same contract.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Final, Protocol
+from urllib.parse import urlsplit
 
 from controlplane.api_keys import (
     PROJECT_PATTERN,
@@ -28,31 +35,42 @@ from controlplane.errors import KeyNotFound, KeyStoreError, KeyStoreUnavailable
 
 STORE_FILE: Final = "weir.db"
 BUSY_TIMEOUT_MS: Final = 5000
+# A store URL (it may hold a password) comes from the environment, never a command line;
+# set, it wins over the SQLite file.
+STORE_URL_ENV: Final = "WEIR_STORE_URL"
+POSTGRES_SCHEMES: Final = ("postgresql", "postgres")
 
-_SCHEMA: Final = """
+
+def key_schema(binary: str, exact_text: str) -> str:
+    """The keys' tables, in a database's own words for bytes and for text that compares
+    byte by byte (the ids' order is then the same in both databases)."""
+    return f"""
 CREATE TABLE IF NOT EXISTS api_keys (
-    id TEXT PRIMARY KEY,
+    id {exact_text} PRIMARY KEY,
     project TEXT NOT NULL,
     name TEXT NOT NULL,
     prefix TEXT NOT NULL,
-    sha256 BLOB NOT NULL UNIQUE,
+    sha256 {binary} NOT NULL UNIQUE,
     scopes TEXT NOT NULL,
-    created_at_ms INTEGER NOT NULL,
-    expires_at_ms INTEGER,
-    revoked_at_ms INTEGER,
+    created_at_ms BIGINT NOT NULL,
+    expires_at_ms BIGINT,
+    revoked_at_ms BIGINT,
     rotated_to TEXT
 );
 CREATE INDEX IF NOT EXISTS api_keys_project ON api_keys (project);
 CREATE TABLE IF NOT EXISTS api_key_revision (
     id INTEGER PRIMARY KEY CHECK (id = 1),
-    revision INTEGER NOT NULL
+    revision BIGINT NOT NULL
 );
-INSERT OR IGNORE INTO api_key_revision (id, revision) VALUES (1, 0);
+INSERT INTO api_key_revision (id, revision) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
 """
+
+
 _COLUMNS: Final = (
     "id, project, name, prefix, sha256, scopes, created_at_ms, expires_at_ms, "
     "revoked_at_ms, rotated_to"
 )
+BUMP_REVISION: Final = "UPDATE api_key_revision SET revision = revision + 1 WHERE id = 1"
 
 
 class KeyStore(Protocol):
@@ -81,8 +99,64 @@ class KeyStore(Protocol):
     def close(self) -> None: ...
 
 
+class Rows(Protocol):
+    """What a statement gives back (an sqlite3 or a psycopg cursor)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Statements(Protocol):
+    """Runs statements inside a store transaction, with '?' placeholders."""
+
+    def execute(self, sql: str, params: tuple[Any, ...] = (), /) -> Rows: ...
+
+
+class SqlStore(Protocol):
+    """The contract the key logic and the project settings are written against."""
+
+    def transaction(self) -> AbstractContextManager[Statements]:
+        """A write to the store (any of its tables): it bumps the store's revision, which
+        the control plane polls to publish keys and project settings. Raises
+        KeyStoreUnavailable when the database fails; other errors roll it back."""
+        ...
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """Rows of a read. Raises KeyStoreUnavailable."""
+        ...
+
+
 def default_store_path(state_dir: Path) -> Path:
     return state_dir / STORE_FILE
+
+
+def store_location(state_dir: Path, environ: Mapping[str, str]) -> str | Path:
+    """The store a command uses: the URL in WEIR_STORE_URL, else the file in `state_dir`."""
+    return environ.get(STORE_URL_ENV) or default_store_path(state_dir)
+
+
+def is_postgres_url(location: str | Path) -> bool:
+    return isinstance(location, str) and urlsplit(location).scheme in POSTGRES_SCHEMES
+
+
+def open_key_store(location: str | Path) -> SqlKeyStore:
+    """A `postgresql://` (or `postgres://`) URL opens the PostgreSQL store; anything else
+    is the path of an SQLite file. Raises KeyStoreError."""
+    if is_postgres_url(location):
+        from controlplane.keystore_postgres import PostgresKeyStore
+
+        return PostgresKeyStore(str(location))
+    if "://" in str(location):  # a URL of another kind: never make a file of it
+        scheme = str(location).partition("://")[0]
+        raise KeyStoreError(
+            f"unsupported store URL scheme {scheme!r}: use postgresql://USER:PASSWORD@HOST:"
+            "PORT/DATABASE, or a file path for SQLite"
+        )
+    return SqliteKeyStore(Path(location))
 
 
 def check_scopes(scopes: tuple[str, ...]) -> tuple[str, ...]:
@@ -97,98 +171,73 @@ def check_scopes(scopes: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(s for s in SCOPES if s in scopes)  # canonical order, no duplicates
 
 
-class SqliteKeyStore:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as error:
-            raise KeyStoreUnavailable(f"cannot open the key store {path}: {error}") from None
-        self._lock = threading.Lock()
+def _row(row: Any) -> StoredKey:
+    (id_, project, name, prefix, sha, scopes, created, expires, revoked, rotated) = row
+    return StoredKey(
+        id=id_,
+        project=project,
+        name=name,
+        prefix=prefix,
+        sha256=bytes(sha),
+        scopes=tuple(scopes.split(",")),
+        created_at_ms=created,
+        expires_at_ms=expires,
+        revoked_at_ms=revoked,
+        rotated_to=rotated,
+    )
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write to the store (any of its tables): it bumps the store's revision, which
-        the control plane polls to publish keys and project settings."""
-        with self._write() as db:
-            yield db
 
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        """Rows of a read. Raises KeyStoreUnavailable."""
-        with self._lock:
-            try:
-                return self._db.execute(sql, params).fetchall()
-            except sqlite3.Error as error:
-                raise KeyStoreUnavailable(f"the key store {self.path} failed: {error}") from None
+def _insert(
+    db: Statements,
+    project: str,
+    scopes: tuple[str, ...],
+    name: str,
+    expires_at_ms: int | None,
+) -> tuple[StoredKey, str]:
+    key = generate_key(project)
+    stored = StoredKey(
+        id=generate_key_id(),
+        project=project,
+        name=name,
+        prefix=display_prefix(key),
+        sha256=key_hash(key),
+        scopes=scopes,
+        created_at_ms=now_ms(),
+        expires_at_ms=expires_at_ms,
+    )
+    db.execute(
+        f"INSERT INTO api_keys ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+        (
+            stored.id,
+            stored.project,
+            stored.name,
+            stored.prefix,
+            stored.sha256,
+            ",".join(stored.scopes),
+            stored.created_at_ms,
+            stored.expires_at_ms,
+        ),
+    )
+    return stored, key
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._db
-                    self._db.execute("UPDATE api_key_revision SET revision = revision + 1")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-            except sqlite3.Error as error:
-                raise KeyStoreUnavailable(f"the key store {self.path} failed: {error}") from None
 
-    def _row(self, row: Any) -> StoredKey:
-        (id_, project, name, prefix, sha, scopes, created, expires, revoked, rotated) = row
-        return StoredKey(
-            id=id_,
-            project=project,
-            name=name,
-            prefix=prefix,
-            sha256=bytes(sha),
-            scopes=tuple(scopes.split(",")),
-            created_at_ms=created,
-            expires_at_ms=expires,
-            revoked_at_ms=revoked,
-            rotated_to=rotated,
-        )
+class SqlKeyStore(ABC):
+    """The key store (`KeyStore`) over SQL: each database gives `transaction()`, `query()`
+    and `close()`; `where` names it in messages and never holds a secret."""
 
-    def _insert(
-        self,
-        db: sqlite3.Connection,
-        project: str,
-        scopes: tuple[str, ...],
-        name: str,
-        expires_at_ms: int | None,
-    ) -> tuple[StoredKey, str]:
-        key = generate_key(project)
-        stored = StoredKey(
-            id=generate_key_id(),
-            project=project,
-            name=name,
-            prefix=display_prefix(key),
-            sha256=key_hash(key),
-            scopes=scopes,
-            created_at_ms=now_ms(),
-            expires_at_ms=expires_at_ms,
-        )
-        db.execute(
-            f"INSERT INTO api_keys ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
-            (
-                stored.id,
-                stored.project,
-                stored.name,
-                stored.prefix,
-                stored.sha256,
-                ",".join(stored.scopes),
-                stored.created_at_ms,
-                stored.expires_at_ms,
-            ),
-        )
-        return stored, key
+    where: str
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[Statements]: ...
+
+    @abstractmethod
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def _unavailable(self, error: object) -> KeyStoreUnavailable:
+        return KeyStoreUnavailable(f"the key store {self.where} failed: {error}")
 
     def create(
         self,
@@ -205,39 +254,30 @@ class SqliteKeyStore:
         scopes = check_scopes(scopes)
         if len(name) > 128:
             raise KeyStoreError("a key name is at most 128 characters")
-        with self._write() as db:
-            return self._insert(db, project, scopes, name, expires_at_ms)
+        with self.transaction() as db:
+            return _insert(db, project, scopes, name, expires_at_ms)
 
     def get(self, key_id: str) -> StoredKey | None:
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)
-            ).fetchone()
-        return None if row is None else self._row(row)
+        rows = self.query(f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?", (key_id,))
+        return _row(rows[0]) if rows else None
 
     def find(self, sha256: bytes) -> StoredKey | None:
         """The key whose hash is `sha256` (the management API authenticates with it)."""
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT {_COLUMNS} FROM api_keys WHERE sha256 = ?", (sha256,)
-            ).fetchone()
-        return None if row is None else self._row(row)
+        rows = self.query(f"SELECT {_COLUMNS} FROM api_keys WHERE sha256 = ?", (sha256,))
+        return _row(rows[0]) if rows else None
 
     def list(self, project: str | None = None) -> list[StoredKey]:
-        with self._lock:
-            if project is None:
-                rows = self._db.execute(
-                    f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at_ms, id"
-                ).fetchall()
-            else:
-                rows = self._db.execute(
-                    f"SELECT {_COLUMNS} FROM api_keys WHERE project = ? ORDER BY created_at_ms, id",
-                    (project,),
-                ).fetchall()
-        return [self._row(r) for r in rows]
+        if project is None:
+            rows = self.query(f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at_ms, id")
+        else:
+            rows = self.query(
+                f"SELECT {_COLUMNS} FROM api_keys WHERE project = ? ORDER BY created_at_ms, id",
+                (project,),
+            )
+        return [_row(r) for r in rows]
 
     def revoke(self, key_id: str) -> StoredKey:
-        with self._write() as db:
+        with self.transaction() as db:
             cursor = db.execute(
                 "UPDATE api_keys SET revoked_at_ms = ? WHERE id = ? AND revoked_at_ms IS NULL",
                 (now_ms(), key_id),
@@ -248,24 +288,24 @@ class SqliteKeyStore:
             ):
                 raise KeyNotFound(key_id)
             row = db.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
-        return self._row(row)
+        return _row(row)
 
     def rotate(self, key_id: str, grace_ms: int) -> tuple[StoredKey, str]:
         """A new key with the same project, name and scopes; the old one stays valid for
         `grace_ms` more (never longer than it already would)."""
         if grace_ms < 0:
             raise KeyStoreError("the grace period cannot be negative")
-        with self._write() as db:
+        with self.transaction() as db:
             row = db.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
             if row is None:
                 raise KeyNotFound(key_id)
-            old = self._row(row)
+            old = _row(row)
             now = now_ms()
             if old.state(now) != "active":
                 raise KeyStoreError(
                     f"API key {key_id} is {old.state(now)}; only an active key rotates"
                 )
-            new, key = self._insert(db, old.project, old.scopes, old.name, old.expires_at_ms)
+            new, key = _insert(db, old.project, old.scopes, old.name, old.expires_at_ms)
             until = now + grace_ms
             if old.expires_at_ms is not None:
                 until = min(until, old.expires_at_ms)
@@ -276,14 +316,45 @@ class SqliteKeyStore:
         return new, key
 
     def revision(self) -> int:
+        return int(self.query("SELECT revision FROM api_key_revision WHERE id = 1")[0][0])
+
+
+class SqliteKeyStore(SqlKeyStore):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.where = str(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(key_schema(binary="BLOB", exact_text="TEXT"))
+        except (OSError, sqlite3.Error) as error:
+            raise KeyStoreUnavailable(f"cannot open the key store {path}: {error}") from None
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             try:
-                row = self._db.execute(
-                    "SELECT revision FROM api_key_revision WHERE id = 1"
-                ).fetchone()
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute(BUMP_REVISION)
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
             except sqlite3.Error as error:
-                raise KeyStoreUnavailable(f"the key store {self.path} failed: {error}") from None
-        return int(row[0])
+                raise self._unavailable(error) from None
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as error:
+                raise self._unavailable(error) from None
 
     def close(self) -> None:
         with self._lock:

@@ -32,7 +32,7 @@ from controlplane.cache import SnapshotCache
 from controlplane.dataplane import Address, DataPlaneSettings
 from controlplane.errors import ConfigInvalid, WeirControlPlaneError
 from controlplane.key_watch import KeyWatcher
-from controlplane.keystore import SqliteKeyStore
+from controlplane.keystore import STORE_URL_ENV, SqlKeyStore, open_key_store
 from controlplane.kube_api import KubeApi, connect
 from controlplane.leader import LeaderElector
 from controlplane.management_api import create_app
@@ -109,7 +109,7 @@ class ControlPlane:
         self._stopping = asyncio.Event()
         self.bound_port = 0
         self.failed = False
-        self.store: SqliteKeyStore | None = None
+        self.store: SqlKeyStore | None = None
         self.keys: KeyWatcher | None = None
         self.project_settings: SettingsStore | None = None
         self.management: uvicorn.Server | None = None
@@ -161,7 +161,7 @@ class ControlPlane:
 
     def _open_keys(self) -> KeyWatcher:
         """Raises KeyStoreError when the store cannot be opened or read."""
-        self.store = SqliteKeyStore(self.settings.store_path)
+        self.store = open_key_store(self.environ.get(STORE_URL_ENV) or self.settings.store_path)
         self.project_settings = SettingsStore(self.store)
         self.keys = KeyWatcher(self.store, self.cache, settings=self.project_settings)
         self.keys.load()

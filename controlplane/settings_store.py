@@ -1,8 +1,9 @@
 """Per-project settings changed at run time (the management API), kept in the store.
 
-They live in the same SQLite file as the keys and share its revision, so the watcher
-that publishes keys publishes them too, within a fraction of a second of a change, to
-every ext_proc replica. Today a project's settings are its PII settings.
+They live in the same store as the keys (the SQLite file or the PostgreSQL database) and
+share its revision, so the watcher that publishes keys publishes them too, within a
+fraction of a second of a change, to every ext_proc replica. Today a project's settings
+are its PII settings.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from controlplane.errors import KeyStoreError
-from controlplane.keystore import SqliteKeyStore
+from controlplane.keystore import SqlStore
 from weir.pii_types import ART9_ACTIONS, ENTITY_TYPES
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS project_settings (
     project TEXT PRIMARY KEY,
     pii TEXT NOT NULL,
-    updated_at_ms INTEGER NOT NULL
+    updated_at_ms BIGINT NOT NULL
 )
 """
 PII_FIELDS: Final = ("enabled", "enabled_types", "art9_detection", "art9_action")
@@ -90,7 +91,7 @@ def _checked(key: str, value: Any) -> Any:
 
 
 class SettingsStore:
-    def __init__(self, store: SqliteKeyStore) -> None:
+    def __init__(self, store: SqlStore) -> None:
         self._store = store
         with store.transaction() as db:
             db.execute(_SCHEMA)

@@ -7,19 +7,24 @@ a key get none: their keys were shown when they were created.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from controlplane.api_keys import SCOPES, now_ms
-from controlplane.keystore import SqliteKeyStore, default_store_path
+from controlplane.keystore import open_key_store, store_location
 from controlplane.model import Endpoint
 
 FIRST_KEY_NAME = "created by weir up"
 
 
-def first_keys(state_dir: Path, endpoints: Iterable[Endpoint]) -> dict[str, str]:
-    """project -> new key, for each project without an active key. Raises KeyStoreError."""
-    store = SqliteKeyStore(default_store_path(state_dir))
+def first_keys(
+    state_dir: Path, endpoints: Iterable[Endpoint], environ: Mapping[str, str] = os.environ
+) -> dict[str, str]:
+    """project -> new key, for each project without an active key, in the store the
+    control plane will use (WEIR_STORE_URL, else the file in `state_dir`). Raises
+    KeyStoreError."""
+    store = open_key_store(store_location(state_dir, environ))
     try:
         now = now_ms()
         created: dict[str, str] = {}

@@ -1,4 +1,5 @@
-"""`weir keys create|list|revoke|rotate`: manage API keys in the store under --state-dir.
+"""`weir keys create|list|revoke|rotate`: manage API keys in the store under --state-dir,
+or in the PostgreSQL database that WEIR_STORE_URL names (as the control plane does).
 
 The CLI writes the store directly, so it works whether or not the stack is running; a
 running control plane notices the change within a fraction of a second and pushes it to
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -16,7 +18,13 @@ from typing import Final
 
 from controlplane.api_keys import SCOPES, StoredKey, now_ms
 from controlplane.errors import KeyStoreError
-from controlplane.keystore import SqliteKeyStore, check_scopes, default_store_path
+from controlplane.keystore import (
+    STORE_URL_ENV,
+    SqlKeyStore,
+    check_scopes,
+    open_key_store,
+    store_location,
+)
 
 _DURATION: Final = re.compile(r"^(\d+)(s|m|h|d)$")
 _UNIT_MS: Final = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -43,8 +51,8 @@ def parse_scopes(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _store(args: argparse.Namespace) -> SqliteKeyStore:
-    return SqliteKeyStore(default_store_path(Path(args.state_dir)))
+def _store(args: argparse.Namespace) -> SqlKeyStore:
+    return open_key_store(store_location(Path(args.state_dir), os.environ))
 
 
 def _show_new(stored: StoredKey, key: str, as_json: bool, replaces: str | None = None) -> None:
@@ -140,7 +148,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
     def action(name: str, help_text: str) -> argparse.ArgumentParser:
         parser = actions.add_parser(name, help=help_text)
-        parser.add_argument("--state-dir", default=".weir", help="where the key store lives")
+        parser.add_argument(
+            "--state-dir",
+            default=".weir",
+            help=f"where the key store lives (unless {STORE_URL_ENV} names a PostgreSQL one)",
+        )
         return parser
 
     create = action("create", "create a key; it is printed once")

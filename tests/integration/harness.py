@@ -211,8 +211,11 @@ def weir_up(
             process.stop()
 
 
-def create_key(state_dir: Path, project: str = "demo", *args: str) -> dict[str, Any]:
-    """`weir keys create --json` as a user runs it; the key is in ["key"]."""
+def create_key(
+    state_dir: Path, project: str = "demo", *args: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """`weir keys create --json` as a user runs it (`env` added to the environment, e.g.
+    WEIR_STORE_URL); the key is in ["key"]."""
     done = subprocess.run(
         weir_argv(
             "keys", "create", "--state-dir", str(state_dir), "--project", project, "--json", *args
@@ -221,6 +224,7 @@ def create_key(state_dir: Path, project: str = "demo", *args: str) -> dict[str, 
         text=True,
         timeout=30,
         check=True,
+        env={**os.environ, **(env or {})},
     )
     created: dict[str, Any] = json.loads(done.stdout)
     return created

@@ -1,4 +1,7 @@
-"""API keys (controlplane.api_keys) and the SQLite key store (controlplane.keystore)."""
+"""API keys (controlplane.api_keys) and the key stores: every behavioural check runs on
+the SQLite store (controlplane.keystore) and on the PostgreSQL one
+(controlplane.keystore_postgres, against a real server); what only one of them has is
+tested apart (here for SQLite, in test_keystore_postgres.py for PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -21,7 +24,13 @@ from controlplane.api_keys import (
     key_hash,
 )
 from controlplane.errors import KeyNotFound, KeyStoreError
-from controlplane.keystore import SqliteKeyStore, check_scopes, default_store_path
+from controlplane.keystore import (
+    SqliteKeyStore,
+    SqlKeyStore,
+    check_scopes,
+    default_store_path,
+    open_key_store,
+)
 
 NOW = 1_750_000_000_000
 HOUR = 3_600_000
@@ -42,9 +51,18 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return clock
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """Where a store lives: an SQLite file, or a new database on the PostgreSQL server."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return default_store_path(tmp_path)
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteKeyStore]:
-    store = SqliteKeyStore(default_store_path(tmp_path))
+def store(location: str | Path) -> Iterator[SqlKeyStore]:
+    store = open_key_store(location)
     yield store
     store.close()
 
@@ -90,7 +108,7 @@ def test_display_prefix_shows_only_a_few_secret_chars() -> None:
 # --- create / get / find / list -----------------------------------------------------------
 
 
-def test_create_returns_key_and_metadata(store: SqliteKeyStore, clock: Clock) -> None:
+def test_create_returns_key_and_metadata(store: SqlKeyStore, clock: Clock) -> None:
     stored, key = store.create("demo", ("inference",), name="ci", expires_at_ms=NOW + HOUR)
     match = KEY_PATTERN.match(key)
     assert match is not None and match.group(1) == "demo"
@@ -106,7 +124,7 @@ def test_create_returns_key_and_metadata(store: SqliteKeyStore, clock: Clock) ->
     assert stored.rotated_to is None
 
 
-def test_get_and_find(store: SqliteKeyStore) -> None:
+def test_get_and_find(store: SqlKeyStore) -> None:
     stored, key = store.create("demo", ("inference",))
     assert store.get(stored.id) == stored
     assert store.find(key_hash(key)) == stored
@@ -114,7 +132,7 @@ def test_get_and_find(store: SqliteKeyStore) -> None:
     assert store.find(key_hash(generate_key("demo"))) is None
 
 
-def test_list_all_and_by_project(store: SqliteKeyStore, clock: Clock) -> None:
+def test_list_all_and_by_project(store: SqlKeyStore, clock: Clock) -> None:
     a, _ = store.create("alpha", ("inference",))
     clock.now += 1
     b, _ = store.create("beta", ("inference",))
@@ -126,7 +144,7 @@ def test_list_all_and_by_project(store: SqliteKeyStore, clock: Clock) -> None:
     assert store.list("gamma") == []
 
 
-def test_scopes_are_canonical(store: SqliteKeyStore) -> None:
+def test_scopes_are_canonical(store: SqlKeyStore) -> None:
     stored, _ = store.create("demo", ("management", "inference", "management"))
     assert stored.scopes == ("inference", "management")
     assert store.get(stored.id) == stored
@@ -137,27 +155,27 @@ def test_scopes_are_canonical(store: SqliteKeyStore) -> None:
     "project",
     ["", "Demo", "de_mo", "-demo", "demo-", "de mo", "a" * 64, "démo"],
 )
-def test_invalid_project_is_refused(store: SqliteKeyStore, project: str) -> None:
+def test_invalid_project_is_refused(store: SqlKeyStore, project: str) -> None:
     with pytest.raises(KeyStoreError, match="invalid project"):
         store.create(project, ("inference",))
     assert store.list() == []
 
 
 @pytest.mark.parametrize("project", ["a", "demo", "a" * 63, "team-42", "0"])
-def test_valid_projects(store: SqliteKeyStore, project: str) -> None:
+def test_valid_projects(store: SqlKeyStore, project: str) -> None:
     stored, key = store.create(project, ("inference",))
     assert stored.project == project
     assert KEY_PATTERN.match(key) is not None
 
 
 @pytest.mark.parametrize("scopes", [("admin",), ("inference", "root"), ()])
-def test_unknown_or_no_scopes_are_refused(store: SqliteKeyStore, scopes: tuple[str, ...]) -> None:
+def test_unknown_or_no_scopes_are_refused(store: SqlKeyStore, scopes: tuple[str, ...]) -> None:
     with pytest.raises(KeyStoreError, match="scope"):
         store.create("demo", scopes)
     assert store.list() == []
 
 
-def test_over_long_name_is_refused(store: SqliteKeyStore) -> None:
+def test_over_long_name_is_refused(store: SqlKeyStore) -> None:
     store.create("demo", ("inference",), name="n" * 128)
     with pytest.raises(KeyStoreError, match="128"):
         store.create("demo", ("inference",), name="n" * 129)
@@ -211,7 +229,7 @@ def test_only_the_hash_reaches_the_file(tmp_path: Path) -> None:
 # --- revoke -------------------------------------------------------------------------------
 
 
-def test_revoke(store: SqliteKeyStore, clock: Clock) -> None:
+def test_revoke(store: SqlKeyStore, clock: Clock) -> None:
     stored, _ = store.create("demo", ("inference",))
     clock.now += 1000
     revoked = store.revoke(stored.id)
@@ -220,7 +238,7 @@ def test_revoke(store: SqliteKeyStore, clock: Clock) -> None:
     assert store.get(stored.id) == revoked
 
 
-def test_revoke_twice_keeps_the_first_time(store: SqliteKeyStore, clock: Clock) -> None:
+def test_revoke_twice_keeps_the_first_time(store: SqlKeyStore, clock: Clock) -> None:
     stored, _ = store.create("demo", ("inference",))
     first = store.revoke(stored.id)
     clock.now += 5000
@@ -229,7 +247,7 @@ def test_revoke_twice_keeps_the_first_time(store: SqliteKeyStore, clock: Clock) 
     assert second.revoked_at_ms == NOW
 
 
-def test_revoke_unknown_raises_key_not_found(store: SqliteKeyStore) -> None:
+def test_revoke_unknown_raises_key_not_found(store: SqlKeyStore) -> None:
     with pytest.raises(KeyNotFound) as caught:
         store.revoke("key_nope")
     assert caught.value.key_id == "key_nope"
@@ -240,7 +258,7 @@ def test_revoke_unknown_raises_key_not_found(store: SqliteKeyStore) -> None:
 # --- rotate -------------------------------------------------------------------------------
 
 
-def test_rotate(store: SqliteKeyStore, clock: Clock) -> None:
+def test_rotate(store: SqlKeyStore, clock: Clock) -> None:
     old, old_key = store.create("demo", ("inference", "management"), name="ci")
     clock.now += 10_000
     new, new_key = store.rotate(old.id, HOUR)
@@ -262,9 +280,7 @@ def test_rotate(store: SqliteKeyStore, clock: Clock) -> None:
     assert retired.state(NOW + 10_000 + HOUR) == "expired"
 
 
-def test_rotate_with_zero_grace_expires_the_old_key_now(
-    store: SqliteKeyStore, clock: Clock
-) -> None:
+def test_rotate_with_zero_grace_expires_the_old_key_now(store: SqlKeyStore, clock: Clock) -> None:
     old, _ = store.create("demo", ("inference",))
     store.rotate(old.id, 0)
     retired = store.get(old.id)
@@ -273,7 +289,7 @@ def test_rotate_with_zero_grace_expires_the_old_key_now(
     assert retired.state(clock.now) == "expired"
 
 
-def test_rotate_grace_never_extends_an_earlier_expiry(store: SqliteKeyStore, clock: Clock) -> None:
+def test_rotate_grace_never_extends_an_earlier_expiry(store: SqlKeyStore, clock: Clock) -> None:
     old, _ = store.create("demo", ("inference",), expires_at_ms=NOW + 1000)
     store.rotate(old.id, HOUR)
     retired = store.get(old.id)
@@ -281,7 +297,7 @@ def test_rotate_grace_never_extends_an_earlier_expiry(store: SqliteKeyStore, clo
     assert retired.expires_at_ms == NOW + 1000
 
 
-def test_rotate_grace_shortens_a_later_expiry(store: SqliteKeyStore, clock: Clock) -> None:
+def test_rotate_grace_shortens_a_later_expiry(store: SqlKeyStore, clock: Clock) -> None:
     old, _ = store.create("demo", ("inference",), expires_at_ms=NOW + 10 * HOUR)
     store.rotate(old.id, HOUR)
     retired = store.get(old.id)
@@ -289,7 +305,7 @@ def test_rotate_grace_shortens_a_later_expiry(store: SqliteKeyStore, clock: Cloc
     assert retired.expires_at_ms == NOW + HOUR
 
 
-def test_rotate_revoked_key_fails(store: SqliteKeyStore, clock: Clock) -> None:
+def test_rotate_revoked_key_fails(store: SqlKeyStore, clock: Clock) -> None:
     old, _ = store.create("demo", ("inference",))
     store.revoke(old.id)
     count = len(store.list())
@@ -299,7 +315,7 @@ def test_rotate_revoked_key_fails(store: SqliteKeyStore, clock: Clock) -> None:
     assert len(store.list()) == count  # no new key was left behind
 
 
-def test_rotate_expired_key_fails(store: SqliteKeyStore, clock: Clock) -> None:
+def test_rotate_expired_key_fails(store: SqlKeyStore, clock: Clock) -> None:
     old, _ = store.create("demo", ("inference",), expires_at_ms=NOW + 1000)
     clock.now += 1000
     with pytest.raises(KeyStoreError, match="expired"):
@@ -307,12 +323,12 @@ def test_rotate_expired_key_fails(store: SqliteKeyStore, clock: Clock) -> None:
     assert len(store.list()) == 1
 
 
-def test_rotate_unknown_raises_key_not_found(store: SqliteKeyStore) -> None:
+def test_rotate_unknown_raises_key_not_found(store: SqlKeyStore) -> None:
     with pytest.raises(KeyNotFound):
         store.rotate("key_nope", HOUR)
 
 
-def test_rotate_negative_grace_fails(store: SqliteKeyStore) -> None:
+def test_rotate_negative_grace_fails(store: SqlKeyStore) -> None:
     old, _ = store.create("demo", ("inference",))
     with pytest.raises(KeyStoreError, match="negative"):
         store.rotate(old.id, -1)
@@ -321,7 +337,7 @@ def test_rotate_negative_grace_fails(store: SqliteKeyStore) -> None:
 # --- revision -----------------------------------------------------------------------------
 
 
-def test_revision_bumps_on_every_write(store: SqliteKeyStore) -> None:
+def test_revision_bumps_on_every_write(store: SqlKeyStore) -> None:
     revisions = [store.revision()]
     stored, _ = store.create("demo", ("inference",))
     revisions.append(store.revision())
@@ -335,7 +351,7 @@ def test_revision_bumps_on_every_write(store: SqliteKeyStore) -> None:
     assert len(revisions) == 5
 
 
-def test_failed_writes_do_not_bump_revision(store: SqliteKeyStore) -> None:
+def test_failed_writes_do_not_bump_revision(store: SqlKeyStore) -> None:
     stored, _ = store.create("demo", ("inference",))
     store.revoke(stored.id)
     before = store.revision()
@@ -350,7 +366,7 @@ def test_failed_writes_do_not_bump_revision(store: SqliteKeyStore) -> None:
     assert store.revision() == before
 
 
-def test_reads_do_not_bump_revision(store: SqliteKeyStore) -> None:
+def test_reads_do_not_bump_revision(store: SqlKeyStore) -> None:
     stored, key = store.create("demo", ("inference",))
     before = store.revision()
     store.get(stored.id)
@@ -360,10 +376,9 @@ def test_reads_do_not_bump_revision(store: SqliteKeyStore) -> None:
     assert store.revision() == before
 
 
-def test_second_store_sees_writes_and_revision(tmp_path: Path) -> None:
-    path = default_store_path(tmp_path)
-    first = SqliteKeyStore(path)
-    second = SqliteKeyStore(path)
+def test_second_store_sees_writes_and_revision(location: str | Path) -> None:
+    first = open_key_store(location)
+    second = open_key_store(location)
     try:
         start = second.revision()
         stored, key = first.create("demo", ("inference",))
@@ -379,13 +394,12 @@ def test_second_store_sees_writes_and_revision(tmp_path: Path) -> None:
         second.close()
 
 
-def test_store_reopens_with_its_keys(tmp_path: Path) -> None:
-    path = default_store_path(tmp_path)
-    store = SqliteKeyStore(path)
+def test_store_reopens_with_its_keys(location: str | Path) -> None:
+    store = open_key_store(location)
     stored, _ = store.create("demo", ("inference",))
     revision = store.revision()
     store.close()
-    reopened = SqliteKeyStore(path)
+    reopened = open_key_store(location)
     try:
         assert reopened.get(stored.id) == stored
         assert reopened.revision() == revision
@@ -460,3 +474,16 @@ def test_a_store_that_cannot_be_opened_is_unavailable_not_bad_input(tmp_path: Pa
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(KeyStoreUnavailable, match="cannot open the key store"):
         SqliteKeyStore(tmp_path / "file" / "weir.db")
+
+
+def test_a_closed_store_is_unavailable(location: str | Path) -> None:
+    from controlplane.errors import KeyStoreUnavailable
+
+    store = open_key_store(location)
+    store.close()
+    with pytest.raises(KeyStoreUnavailable, match=r"the key store .* failed"):
+        store.revision()
+    with pytest.raises(KeyStoreUnavailable):
+        store.list()
+    with pytest.raises(KeyStoreUnavailable):
+        store.create("demo", ("inference",))
