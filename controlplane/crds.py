@@ -11,7 +11,8 @@ the two to the same verdict on every example and fixture. References between res
 (an Endpoint's Backend, a Policy's endpoints) cannot be checked by the API server: the
 control plane reports them in each resource's `Accepted` condition.
 
-`make crds` writes them to deploy/crds/ (a test fails when those files are stale).
+`make crds` writes them to deploy/crds/, with the kustomization that lists them (which
+deploy/kustomize/base includes); a test fails when those files are stale.
 """
 
 from __future__ import annotations
@@ -264,8 +265,27 @@ def render(document: dict[str, Any]) -> str:
     return HEADER + yaml.safe_dump(document, sort_keys=False, width=100)
 
 
+def kustomization() -> dict[str, Any]:
+    """The kustomization of deploy/crds/: every CRD (kustomize reads files only below it)."""
+    return {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": sorted(all_crds()),
+    }
+
+
+KUSTOMIZATION: Final = "kustomization.yaml"
+
+
+def all_files() -> dict[str, str]:
+    """File name -> text of everything `make crds` writes to deploy/crds/."""
+    files = {name: render(document) for name, document in all_crds().items()}
+    files[KUSTOMIZATION] = render(kustomization())
+    return files
+
+
 def write_all(directory: str) -> None:
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
-    for name, document in all_crds().items():
-        (target / name).write_text(render(document))
+    for name, text in all_files().items():
+        (target / name).write_text(text)

@@ -77,11 +77,7 @@ class Upstream:
 
     @property
     def host_is_ip(self) -> bool:
-        try:
-            ipaddress.ip_address(self.host)
-        except ValueError:
-            return False
-        return True
+        return _is_ip(self.host)
 
 
 def parse_upstream(base_url: str) -> Upstream:
@@ -107,8 +103,10 @@ def fallback_cluster_name(endpoint_name: str, alias_index: int) -> str:
 
 
 def translate(config: ConfigSet, dataplane: DataPlaneSettings) -> EnvoyResources:
-    clusters = [_extproc_cluster()]
-    assignments = [_assignment(EXTPROC_CLUSTER, dataplane.extproc)]
+    clusters = [_extproc_cluster(dataplane.extproc)]
+    assignments = []
+    if all(_is_ip(address.host) for address in dataplane.extproc):
+        assignments.append(_assignment(EXTPROC_CLUSTER, dataplane.extproc))
     for backend in config.backends:
         upstream = parse_upstream(backend.base_url)
         cluster, assignment = _backend_cluster(backend, upstream)
@@ -136,28 +134,47 @@ def _seconds(value: float) -> str:
     return f"{value:.3f}s"
 
 
-def _extproc_cluster() -> cluster_pb2.Cluster:
-    return _parse(
-        cluster_pb2.Cluster,
-        {
-            "name": EXTPROC_CLUSTER,
-            "type": "EDS",
-            "eds_cluster_config": {"eds_config": _ADS},
-            "connect_timeout": "1s",
-            # ext_proc is gRPC: the cluster must speak HTTP/2.
-            "typed_extension_protocol_options": {
-                _HTTP_OPTIONS: {
-                    "@type": f"type.googleapis.com/{_HTTP_OPTIONS}",
-                    "explicit_http_config": {"http2_protocol_options": {}},
-                }
-            },
-            "circuit_breakers": {
-                "thresholds": [
-                    {"max_connections": 1024, "max_pending_requests": 4096, "max_requests": 65536}
-                ]
-            },
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _extproc_cluster(addresses: tuple[Address, ...]) -> cluster_pb2.Cluster:
+    """The ext_proc replicas. IP literals (`weir up`) arrive over EDS. A DNS name (on
+    Kubernetes, the headless Service that resolves to every ready ext_proc pod) makes it a
+    STRICT_DNS cluster: one host per address the name resolves to, re-resolved every 5 s
+    whatever the record's TTL, so that replicas that come and go are seen quickly."""
+    cluster: dict[str, Any] = {
+        "name": EXTPROC_CLUSTER,
+        "type": "EDS",
+        "eds_cluster_config": {"eds_config": _ADS},
+        "connect_timeout": "1s",
+        # ext_proc is gRPC: the cluster must speak HTTP/2.
+        "typed_extension_protocol_options": {
+            _HTTP_OPTIONS: {
+                "@type": f"type.googleapis.com/{_HTTP_OPTIONS}",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
         },
-    )
+        "circuit_breakers": {
+            "thresholds": [
+                {"max_connections": 1024, "max_pending_requests": 4096, "max_requests": 65536}
+            ]
+        },
+    }
+    if not all(_is_ip(address.host) for address in addresses):
+        del cluster["eds_cluster_config"]
+        cluster["type"] = "STRICT_DNS"
+        cluster["dns_lookup_family"] = "V4_PREFERRED"
+        cluster["respect_dns_ttl"] = False
+        cluster["dns_refresh_rate"] = "5s"
+        cluster["load_assignment"] = json_format.MessageToDict(
+            _assignment(EXTPROC_CLUSTER, addresses), preserving_proto_field_name=True
+        )
+    return _parse(cluster_pb2.Cluster, cluster)
 
 
 def _assignment(

@@ -1,7 +1,8 @@
 """The ext_proc process: a grpc.aio server with health checking and graceful shutdown.
 
-Health is NOT_SERVING until the first runtime config and API key set from the control
-plane are applied.
+gRPC health: service `weir.extproc` (and "") is NOT_SERVING until the first runtime config
+and API key set from the control plane are applied (readiness); `liveness` is SERVING while
+the server runs.
 On SIGTERM it reports NOT_SERVING, stops taking new streams and lets the ones in flight
 finish (up to the grace period).
 """
@@ -37,6 +38,7 @@ from extproc.routes import RouteTableHolder
 log = logging.getLogger("weir.extproc")
 
 HEALTH_SERVICE = "weir.extproc"
+LIVENESS_SERVICE = "liveness"
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ class ExtProcServer:
         if self.settings.metrics_address is not None:
             metrics, _ = serve_metrics(self.settings.metrics_address)
         await server.start()
+        await self.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         log.info(
             "ext_proc listening on %s; rate-limit counters in %s",
             self.settings.listen,

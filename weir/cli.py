@@ -97,10 +97,31 @@ def _cmd_extproc(args: argparse.Namespace) -> int:
                 metrics_address=args.metrics_address,
                 redis_url=os.environ.get(REDIS_URL_ENV) or None,
                 limit_store_failure=args.limit_store_failure,
+                grace_s=args.grace_s,
             )
         )
     )
     return 0
+
+
+def _cmd_envoy(args: argparse.Namespace) -> int:
+    from weir.envoy_launch import default_node_id, exec_envoy, parse_host_port
+
+    try:
+        parse_host_port(args.control_plane)
+    except ValueError as error:
+        print(f"weir envoy: --control-plane: {error}", file=sys.stderr)
+        return 2
+    exec_envoy(
+        args.control_plane,
+        node_id=args.node_id or default_node_id(os.environ),
+        admin_port=args.admin_port,
+        ready_port=args.ready_port or None,
+        concurrency=args.concurrency,
+        drain_time_s=args.drain_time_s,
+        bootstrap_path=Path(args.bootstrap_path) if args.bootstrap_path else None,
+    )
+    return 0  # not reached: Envoy replaced this process
 
 
 def _cmd_requests_tail(args: argparse.Namespace) -> int:
@@ -314,7 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plane.add_argument("--extproc-message-timeout-ms", type=_in_range(1, 3_600_000), default=5000)
     plane.add_argument("--max-request-bytes", type=_in_range(1024, 1 << 30), default=8 << 20)
-    plane.add_argument("--store", default=".weir/weir.db", help="the key store (SQLite file)")
+    plane.add_argument(
+        "--store",
+        default=".weir/weir.db",
+        help="the key store (SQLite file); a postgresql:// URL in WEIR_STORE_URL wins over it",
+    )
     plane.add_argument(
         "--management-address", help="host:port to serve the management API on (default: off)"
     )
@@ -330,8 +355,45 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-address", help="host:port to serve Prometheus metrics on (GET /metrics)"
     )
     _limit_store_failure_flag(extproc)
+    extproc.add_argument(
+        "--grace-s",
+        type=float,
+        default=5.0,
+        help="on SIGTERM, how long requests in flight (streams too) may finish (default 5)",
+    )
     extproc.add_argument("-v", "--verbose", action="store_true")
     extproc.set_defaults(func=_cmd_extproc)
+
+    envoy = sub.add_parser(
+        "envoy", help="run Envoy configured by a control plane (as its container does)"
+    )
+    envoy.add_argument(
+        "--control-plane",
+        default="127.0.0.1:18000",
+        help="host:port of the xDS server; the host may be a DNS name (resolved by Envoy)",
+    )
+    envoy.add_argument(
+        "--node-id", help="this Envoy's xDS node id (default: $POD_NAME, else the host name)"
+    )
+    envoy.add_argument(
+        "--admin-port", type=_in_range(1, 65535), default=19000, help="admin, on 127.0.0.1"
+    )
+    envoy.add_argument(
+        "--ready-port",
+        type=_in_range(0, 65535),
+        default=0,
+        help="serve GET /ready on 0.0.0.0:PORT (200 live, 503 draining); 0 = none",
+    )
+    envoy.add_argument("--concurrency", type=_in_range(1, 1024), default=2, help="worker threads")
+    envoy.add_argument(
+        "--drain-time-s",
+        type=_in_range(1, 3600),
+        help="how long a graceful drain spreads closing connections over (Envoy's default: 600)",
+    )
+    envoy.add_argument(
+        "--bootstrap-path", help="where to write the bootstrap (default: a new temp directory)"
+    )
+    envoy.set_defaults(func=_cmd_envoy)
 
     keys_cli.add_parser(sub)
     policy_cli.add_parser(sub)

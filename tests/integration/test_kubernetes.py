@@ -2,7 +2,8 @@
 watches custom resources through the official client over HTTP (tests/kube_apiserver.py
 speaks the API server's REST protocol), and real Envoy, ext_proc and mock LLM processes
 serve OpenAI SDK calls from them. Covers status conditions, rejected changes, 410 Gone and
-dropped watches, Backend keys from Secrets, and leader election between two replicas."""
+dropped watches, Backend keys from Secrets, and two replicas sharing their API keys in a
+real PostgreSQL while leader election picks the one that writes status."""
 
 from __future__ import annotations
 
@@ -28,12 +29,14 @@ from tests.integration.harness import (
     weir_argv,
 )
 from tests.kube_apiserver import KubeApiServer
+from tests.postgres_server import PostgresServer, running_postgres
 from tests.unit.test_source_kubernetes import QUICKSTART
 from weir.ports import free_port
 
 pytestmark = pytest.mark.integration
 
 HELLO = [{"role": "user", "content": "Hello"}]
+STORE_PASSWORD = "store-pass-5b2d8e41"
 
 
 def quickstart_resources(mock_url: str) -> str:
@@ -46,6 +49,7 @@ class Cluster:
     api: KubeApiServer
     kubeconfig: Path
     state: Path
+    store: dict[str, str]  # WEIR_STORE_URL: the PostgreSQL both replicas share
     mock: Process
     mock_url: str
     plane: Process
@@ -55,9 +59,11 @@ class Cluster:
     port: int
     key: str
 
-    def client(self) -> openai.OpenAI:
+    def client(self, port: int = 0, key: str = "") -> openai.OpenAI:
         return openai.OpenAI(
-            base_url=f"http://127.0.0.1:{self.port}/demo/chat/v1", api_key=self.key, max_retries=0
+            base_url=f"http://127.0.0.1:{port or self.port}/demo/chat/v1",
+            api_key=key or self.key,
+            max_retries=0,
         )
 
     def accepted(self, kind: str, name: str) -> dict[str, Any]:
@@ -81,7 +87,13 @@ class Cluster:
 
 
 def control_plane(
-    name: str, kubeconfig: Path, state: Path, xds_port: int, extproc_port: int
+    name: str,
+    kubeconfig: Path,
+    state: Path,
+    xds_port: int,
+    extproc_port: int,
+    listen_port: int,
+    store: dict[str, str],
 ) -> Process:
     return Process(
         name,
@@ -98,55 +110,77 @@ def control_plane(
             "--xds-address",
             f"127.0.0.1:{xds_port}",
             "--listen",
-            f"127.0.0.1:{free_port()}",
+            f"127.0.0.1:{listen_port}",
             "--extproc-address",
             f"127.0.0.1:{extproc_port}",
             "--store",
             str(state / "weir.db"),
         ),
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **store},
     ).start()
 
 
+def extproc(extproc_port: int, xds_port: int) -> Process:
+    argv = weir_argv(
+        "extproc",
+        "--listen",
+        f"127.0.0.1:{extproc_port}",
+        "--control-plane",
+        f"127.0.0.1:{xds_port}",
+    )
+    return Process(f"extproc-{extproc_port}", argv).start()
+
+
+def wait_serving(port: int) -> None:
+    def serves() -> bool:
+        try:
+            models = httpx.get(f"http://127.0.0.1:{port}/demo/chat/v1/models")
+            return models.status_code in (200, 401)
+        except httpx.HTTPError:
+            return False
+
+    wait_until(serves, 60, f"Envoy serves the gateway listener on {port}")
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def postgres() -> Iterator[PostgresServer]:
+    with running_postgres(STORE_PASSWORD) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer
+) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("kubernetes")
     state = root / "state"
     state.mkdir()
+    store = {"WEIR_STORE_URL": postgres.url()}
     api = KubeApiServer().start()
     kubeconfig = api.kubeconfig(root / "kubeconfig")
     mock, mock_url = start_mock_llm("k8s")
     api.put_yaml(quickstart_resources(mock_url))
-    xds_port, extproc_port = free_port(), free_port()
-    plane = control_plane("cp-a", kubeconfig, state, xds_port, extproc_port)
-    extproc = Process(
-        "extproc",
-        weir_argv(
-            "extproc",
-            "--listen",
-            f"127.0.0.1:{extproc_port}",
-            "--control-plane",
-            f"127.0.0.1:{xds_port}",
-        ),
-    ).start()
+    xds_port, extproc_port, port = free_port(), free_port(), free_port()
+    plane = control_plane("cp-a", kubeconfig, state, xds_port, extproc_port, port, store)
+    processor = extproc(extproc_port, xds_port)
     envoy, _ = start_envoy(root, xds_port)
-    processes = [mock, plane, extproc, envoy]
+    processes = [mock, plane, processor, envoy]
     try:
-        port = int(plane.argv[plane.argv.index("--listen") + 1].rsplit(":", 1)[1])
-        key = create_key(state)["key"]
-
-        def serves() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/demo/chat/v1/models").status_code in (
-                    200,
-                    401,
-                )
-            except httpx.HTTPError:
-                return False
-
-        wait_until(serves, 60, "Envoy serves the gateway listener")
+        key = create_key(state, env=store)["key"]
+        wait_serving(port)
         yield Cluster(
-            api, kubeconfig, state, mock, mock_url, plane, xds_port, extproc, envoy, port, key
+            api,
+            kubeconfig,
+            state,
+            store,
+            mock,
+            mock_url,
+            plane,
+            xds_port,
+            processor,
+            envoy,
+            port,
+            key,
         )
     finally:
         for process in reversed(processes):
@@ -155,11 +189,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         api.stop()
 
 
-def completion(cluster: Cluster, model: str = "mock-gpt") -> str:
+def completion(cluster: Cluster, model: str = "mock-gpt", port: int = 0, key: str = "") -> str:
     deadline = time.monotonic() + 20
     while True:
         try:
-            answer = cluster.client().chat.completions.create(
+            answer = cluster.client(port, key).chat.completions.create(
                 model=model, messages=HELLO, max_tokens=5
             )
             return answer.model
@@ -199,8 +233,8 @@ def add_model(cluster: Cluster, alias: str, target: str = "mock") -> int:
     return generation
 
 
-def listed(cluster: Cluster) -> set[str]:
-    return {m.id for m in cluster.client().models.list()}
+def listed(cluster: Cluster, port: int = 0) -> set[str]:
+    return {m.id for m in cluster.client(port).models.list()}
 
 
 def test_a_change_reaches_envoy_and_the_status_follows(cluster: Cluster) -> None:
@@ -282,14 +316,26 @@ def test_a_backend_key_comes_from_a_secret_and_follows_its_rotation(cluster: Clu
     assert "sk-k8s" not in cluster.plane.output
 
 
-def test_a_second_replica_follows_and_takes_over_when_the_leader_stops(
-    cluster: Cluster, tmp_path: Path
-) -> None:
-    second = control_plane("cp-b", cluster.kubeconfig, tmp_path, free_port(), free_port())
+def test_two_replicas_share_the_keys_and_one_leads(cluster: Cluster, tmp_path: Path) -> None:
+    """A second control plane on the same PostgreSQL, with its own ext_proc and Envoy (as
+    pods behind the Service would reach either): the same keys work through both; only
+    the Lease holder writes status; when it stops, the other takes over."""
+    xds_port, extproc_port, port = free_port(), free_port(), free_port()
+    second = control_plane(
+        "cp-b", cluster.kubeconfig, tmp_path, xds_port, extproc_port, port, cluster.store
+    )
+    processor = extproc(extproc_port, xds_port)
+    envoy, _ = start_envoy(tmp_path, xds_port, node_id="envoy-b")
     try:
-        second.wait_for_line("listed", timeout=30)
+        wait_serving(port)
+        assert completion(cluster, port=port) == "mock-gpt"  # cp-a's first key, via cp-b
+        created = create_key(tmp_path, env=cluster.store)["key"]  # one store, both see it
+        assert completion(cluster, key=created) == "mock-gpt"
+        assert completion(cluster, port=port, key=created) == "mock-gpt"
+
         generation = add_model(cluster, "k8s-two-replicas")
         cluster.wait_accepted("Endpoint", "demo-chat", generation, "True")
+        wait_until(lambda: "k8s-two-replicas" in listed(cluster, port), 20, "cp-b serves it")
         time.sleep(1.0)
         assert "now leads" not in second.output
         assert "Accepted=" not in second.output  # a follower writes no status
@@ -302,5 +348,44 @@ def test_a_second_replica_follows_and_takes_over_when_the_leader_stops(
         assert condition["reason"] == "Invalid"
         lease = cluster.api.get("Lease", "weir-controlplane")
         assert lease is not None and lease["spec"]["holderIdentity"] == "cp-b"
+        assert completion(cluster, port=port, key=created) == "mock-gpt"  # still served
+        for process in (cluster.plane, second):
+            assert STORE_PASSWORD not in process.output
     finally:
-        second.stop()
+        for process in (envoy, processor, second):
+            process.stop()
+
+
+def rbac_request(method: str, path: str, query: dict[str, list[str]]) -> tuple[str, str, str, str]:
+    """(API group, resource, verb, name) of a request, as the API server authorizes it."""
+    parts = path.strip("/").split("/")
+    group, rest = ("", parts[2:]) if parts[0] == "api" else (parts[1], parts[3:])
+    plural, name, sub = rest[2], (rest[3] if len(rest) > 3 else ""), rest[4:]
+    verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method)
+    if verb is None:
+        verb = "get" if name else ("watch" if "watch" in query else "list")
+    return group, "/".join([plural, *sub]), verb, name
+
+
+def test_every_call_the_control_planes_made_is_granted_by_the_role(cluster: Cluster) -> None:
+    """The Role in deploy/ against what the control plane really asked for in this module
+    (both replicas, the leader's status writes and Lease included)."""
+    from tests.manifests import render
+
+    role = next(d for d in render("base") if d["kind"] == "Role")
+
+    def granted(group: str, resource: str, verb: str, name: str) -> bool:
+        return any(
+            group in rule.get("apiGroups", [])
+            and resource in rule.get("resources", [])
+            and verb in rule.get("verbs", [])
+            and (not rule.get("resourceNames") or name in rule["resourceNames"])
+            for rule in role["rules"]
+        )
+
+    made = {rbac_request(*request) for request in cluster.api.requests}
+    assert ("weir.dev", "endpoints/status", "patch", "demo-chat") in made
+    assert ("coordination.k8s.io", "leases", "update", "weir-controlplane") in made
+    assert ("", "secrets", "watch", "") in made
+    refused = sorted(request for request in made if not granted(*request))
+    assert refused == []

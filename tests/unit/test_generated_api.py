@@ -34,7 +34,8 @@ def test_generated_code_is_current(tmp_path: Path) -> None:
 
 
 def test_envoy_imports_resolve_to_the_generated_api_not_the_repo_folder() -> None:
-    # The repo's envoy/ holds the bootstrap only; it must never shadow the envoy package.
+    # A repository folder named envoy/ must never shadow the envoy package (the Envoy
+    # bootstrap template is package data of weir, weir/envoy_bootstrap.yaml).
     assert not (REPO / "envoy" / "__init__.py").exists()
     import envoy.service.ext_proc.v3.external_processor_pb2 as ext
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from controlplane.model import (
 )
 from controlplane.publisher import build_snapshot
 from controlplane.snapshot import CLUSTER, InconsistentSnapshot
-from weir.envoy_launch import envoy_binary
+from tests.envoy_validate import assert_envoy_accepts
 
 CONFIG = ConfigSet(
     backends=(
@@ -100,13 +99,7 @@ def test_envoy_accepts_the_translated_resources(tmp_path: Path) -> None:
     bootstrap.write_text(
         json.dumps({"static_resources": {"listeners": [listener], "clusters": clusters}})
     )
-    result = subprocess.run(
-        [envoy_binary(), "--mode", "validate", "-c", str(bootstrap), "-l", "error"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_envoy_accepts(bootstrap)
 
 
 def test_ip_backends_use_eds_and_dns_backends_resolve_with_tls() -> None:
@@ -295,3 +288,71 @@ def test_versions_are_content_hashes() -> None:
     assert three.version(
         "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
     ) != one.version("type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment")
+
+
+KUBERNETES_DATAPLANE = DataPlaneSettings(
+    listener=Address("0.0.0.0", 8080),
+    extproc=(Address("weir-extproc.weir.svc.cluster.local", 18080),),
+)
+
+
+def test_extproc_replicas_named_by_dns_are_resolved_by_envoy_not_sent_over_eds(
+    tmp_path: Path,
+) -> None:
+    resources = translate_envoy.translate(CONFIG, KUBERNETES_DATAPLANE)
+    cluster = {c.name: as_dict(c) for c in resources.clusters}["weir-extproc"]
+    # A headless Service: one host per ready pod the name resolves to, re-resolved often.
+    assert cluster["type"] == "STRICT_DNS"
+    assert "eds_cluster_config" not in cluster
+    assert cluster["dns_lookup_family"] == "V4_PREFERRED"
+    assert cluster.get("respect_dns_ttl", False) is False
+    assert cluster["dns_refresh_rate"] == "5s"
+    [locality] = cluster["load_assignment"]["endpoints"]
+    assert [e["endpoint"]["address"]["socket_address"] for e in locality["lb_endpoints"]] == [
+        {"address": "weir-extproc.weir.svc.cluster.local", "port_value": 18080}
+    ]
+    # Still gRPC: HTTP/2.
+    assert cluster["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ]["explicit_http_config"] == {"http2_protocol_options": {}}
+    # EDS carries only the IP backend's assignment; the snapshot is still consistent.
+    assert {e.cluster_name for e in resources.endpoints} == {"backend-mock"}
+    runtime = translate_runtime.translate(CONFIG, {"TEST_OPENAI_KEY": "k"})
+    build_snapshot(resources, runtime).check()
+    # And Envoy accepts the cluster as translated.
+    bootstrap = tmp_path / "bootstrap.json"
+    bootstrap.write_text(json.dumps({"static_resources": {"clusters": [cluster]}}))
+    assert_envoy_accepts(bootstrap)
+
+
+def test_any_extproc_name_makes_the_cluster_resolve_every_address() -> None:
+    mixed = DataPlaneSettings(
+        listener=DATAPLANE.listener,
+        extproc=(Address("10.0.0.7", 18080), Address("extproc-b.example", 18081)),
+    )
+    resources = translate_envoy.translate(CONFIG, mixed)
+    cluster = {c.name: as_dict(c) for c in resources.clusters}["weir-extproc"]
+    assert cluster["type"] == "STRICT_DNS"
+    [locality] = cluster["load_assignment"]["endpoints"]
+    assert [e["endpoint"]["address"]["socket_address"] for e in locality["lb_endpoints"]] == [
+        {"address": "10.0.0.7", "port_value": 18080},
+        {"address": "extproc-b.example", "port_value": 18081},
+    ]
+    assert "weir-extproc" not in {e.cluster_name for e in resources.endpoints}
+
+
+def test_extproc_replicas_at_ip_addresses_arrive_over_eds() -> None:
+    two = DataPlaneSettings(
+        listener=DATAPLANE.listener,
+        extproc=(Address("127.0.0.1", 18080), Address("::1", 18081)),
+    )
+    resources = translate_envoy.translate(CONFIG, two)
+    cluster = {c.name: as_dict(c) for c in resources.clusters}["weir-extproc"]
+    assert cluster["type"] == "EDS"
+    assert "load_assignment" not in cluster
+    assignment = {e.cluster_name: as_dict(e) for e in resources.endpoints}["weir-extproc"]
+    hosts = [
+        e["endpoint"]["address"]["socket_address"]["address"]
+        for e in assignment["endpoints"][0]["lb_endpoints"]
+    ]
+    assert hosts == ["127.0.0.1", "::1"]
