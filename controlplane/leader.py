@@ -66,6 +66,9 @@ class LeaderElector:
             except KubeApiError as error:
                 log.warning("leader election: %s", error)
                 held = False
+            except Exception:  # a bug must not end the election with a stale verdict
+                log.exception("leader election failed unexpectedly")
+                held = False
             if held:
                 self._renewed_at = time.monotonic()
                 self._set(True)

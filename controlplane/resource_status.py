@@ -178,7 +178,11 @@ class StatusWriter:
             changed.clear()
             if not self.leading or self.build is None:
                 continue
-            failed = await asyncio.to_thread(self._reconcile)
+            try:
+                failed = await asyncio.to_thread(self._reconcile)
+            except Exception:  # a bug must not end the status writes silently
+                log.exception("writing the resources' status failed")
+                failed = True
             if failed:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
