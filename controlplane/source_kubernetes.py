@@ -166,6 +166,7 @@ class KubernetesSource:
         docs: list[tuple[str, Any]] = []
         keys: dict[str, ResourceKey] = {}
         generations: dict[ResourceKey, int] = {}
+        uids: list[tuple[ResourceKey, str]] = []
         namespace = self.api.namespace
         for collection in WEIR_COLLECTIONS:
             for name, obj in sorted(self.objects(collection).items()):
@@ -173,6 +174,8 @@ class KubernetesSource:
                 key = ResourceKey(collection.kind, name)
                 keys[where] = key
                 generations[key] = _generation(obj)
+                # A resource deleted and made again restarts at generation 1: its uid tells.
+                uids.append((key, str(obj.get("metadata", {}).get("uid", ""))))
                 docs.append((where, _config_document(obj)))
         wanted = _secret_references(self.objects(WEIR_COLLECTIONS[0]))
         secrets = self.objects(SECRETS)
@@ -187,7 +190,11 @@ class KubernetesSource:
             secret_doc = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}}
             docs.append((f"{namespace}/secrets/{name}", {**secret_doc, "data": taken}))
         # Secret values are compared, never logged: the fingerprint stays in memory.
-        fingerprint = (tuple(sorted(generations.items())), tuple(secret_versions))
+        fingerprint = (
+            tuple(sorted(generations.items())),
+            tuple(sorted(uids)),
+            tuple(secret_versions),
+        )
         build = Build(result=ConfigInvalid([]), generations=generations)
         if not generations:
             build.result = ConfigInvalid(

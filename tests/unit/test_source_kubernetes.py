@@ -206,3 +206,21 @@ async def test_server_errors_are_retried_and_the_watch_resumes(
     assert next(t for t in result.service_tiers if t.name == "trial").priority == "high"
     assert "servicetiers.weir.dev in namespace weir: HTTP 500" in caplog.text
     assert "endpoints.weir.dev in namespace weir: HTTP 503" in caplog.text
+
+
+async def test_a_resource_deleted_and_made_again_is_published_anew(
+    kube_server: KubeApiServer, results: Results
+) -> None:
+    kube_server.put_yaml(quickstart_text())
+    assert isinstance(await results.next(), ConfigSet)
+    backend = kube_server.get("Backend", "mock")
+    assert backend is not None
+    kube_server.delete("Backend", "mock")
+    backend["spec"]["baseURL"] = "http://elsewhere.weir.svc:9100/v1"
+    del backend["metadata"]["uid"], backend["metadata"]["resourceVersion"]
+    kube_server.put(backend)  # generation 1 again, as before the delete
+    while True:
+        result = await results.next()
+        if isinstance(result, ConfigSet):
+            break
+    assert result.backends[0].base_url == "http://elsewhere.weir.svc:9100/v1"
