@@ -54,9 +54,9 @@ WEIR_PLURALS = ("backends", "endpoints", "servicetiers", "policies", "piipolicie
 # (controlplane.kube_api): list and watch its resources and Secrets, patch the status of
 # its resources, and hold its Lease.
 CONTROL_PLANE_NEEDS = (
-    {(GROUP, plural, verb, None) for plural in WEIR_PLURALS for verb in ("get", "list", "watch")}
+    {(GROUP, plural, verb, None) for plural in WEIR_PLURALS for verb in ("list", "watch")}
     | {(GROUP, f"{plural}/status", verb, None) for plural in WEIR_PLURALS for verb in ("patch",)}
-    | {("", "secrets", verb, None) for verb in ("get", "list", "watch")}
+    | {("", "secrets", verb, None) for verb in ("list", "watch")}
     | {("coordination.k8s.io", "leases", "create", None)}
     | {("coordination.k8s.io", "leases", verb, "weir-controlplane") for verb in ("get", "update")}
 )
