@@ -140,4 +140,5 @@ class XdsStatus:
                         log.warning("xDS clients did not confirm %s in %.1fs", wanted, timeout)
                     return rejected
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), remaining)
+                    async with asyncio.timeout(remaining):  # (wait_for can swallow a cancel)
+                        await self._changed.wait()
