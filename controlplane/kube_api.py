@@ -8,7 +8,8 @@ synchronous (urllib3): callers run these methods in worker threads.
 Objects are plain dicts as the API server sends them (custom resources have no generated
 models, and a Secret's `data` stays base64 exactly as served). Failures raise `KubeApiError`
 (with the HTTP status when there was one); a watch whose resourceVersion is too old raises
-`WatchExpired` (410 Gone), after which the caller must list again.
+`WatchExpired` (410 Gone), after which the caller must list again; a watch that stays
+silent too long (a dead connection looks just like that) raises `WatchSilent`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "LeaseConflict",
     "WatchEvent",
     "WatchExpired",
+    "WatchSilent",
     "connect",
 ]
 
@@ -70,6 +72,8 @@ WEIR_COLLECTIONS: Final = (
     Collection("PIIPolicy", "piipolicies", GROUP, VERSION),
 )
 SECRETS: Final = Collection("Secret", "secrets")
+_LEASES: Final = ("coordination.k8s.io", "v1")
+_LEASES_PLURAL: Final = "leases"
 
 
 class KubeApiError(WeirControlPlaneError):
@@ -82,6 +86,11 @@ class KubeApiError(WeirControlPlaneError):
 
 class WatchExpired(KubeApiError):
     """410 Gone: the resourceVersion a watch started from is no longer kept; list again."""
+
+
+class WatchSilent(KubeApiError):
+    """Neither an event nor a bookmark came for the watch's silence limit: the connection
+    may be dead without having been closed. Watch again from the last resourceVersion."""
 
 
 class LeaseConflict(KubeApiError):
@@ -149,9 +158,10 @@ _FAILURES: Final = (ApiException, urllib3.exceptions.HTTPError, OSError)
 class WatchStream:
     """One open watch request: iterate for events; `close()` ends it from any thread."""
 
-    def __init__(self, response: urllib3.BaseHTTPResponse, what: str) -> None:
+    def __init__(self, response: urllib3.BaseHTTPResponse, what: str, silence_s: float) -> None:
         self._response = response
         self._what = what
+        self._silence_s = silence_s
 
     def __iter__(self) -> Iterator[WatchEvent]:
         try:
@@ -163,6 +173,9 @@ class WatchStream:
                     yield WatchEvent(str(event["type"]), dict(event["object"]))
                 except (ValueError, KeyError, TypeError) as error:
                     raise KubeApiError(f"{self._what}: unreadable watch event") from error
+        except urllib3.exceptions.ReadTimeoutError as error:
+            message = f"{self._what}: nothing heard for {self._silence_s:.0f} s"
+            raise WatchSilent(message) from error
         except _FAILURES as error:
             raise _error(self._what, error) from error
         finally:
@@ -184,7 +197,6 @@ class KubeApi:
         self._client = api_client
         self._custom = k8s.CustomObjectsApi(api_client)
         self._core = k8s.CoreV1Api(api_client)
-        self._leases = k8s.CoordinationV1Api(api_client)
 
     @property
     def server(self) -> str:
@@ -225,8 +237,11 @@ class KubeApi:
         version = (body.get("metadata") or {}).get("resourceVersion") or ""
         return [item for item in items if isinstance(item, dict)], str(version)
 
-    def watch(self, collection: Collection, resource_version: str, timeout_s: int) -> WatchStream:
-        """Changes after `resource_version`, for at most `timeout_s` (the server ends it)."""
+    def watch(
+        self, collection: Collection, resource_version: str, timeout_s: int, silence_s: float
+    ) -> WatchStream:
+        """Changes after `resource_version`, for at most `timeout_s` (the server ends it);
+        `WatchSilent` when no event or bookmark comes for `silence_s`."""
         what = f"watching {collection} in namespace {self.namespace}"
         try:
             response = self._list_call(
@@ -235,9 +250,8 @@ class KubeApi:
                 resource_version=resource_version,
                 allow_watch_bookmarks=True,
                 timeout_seconds=timeout_s,
-                # A dead connection shows as silence: give up a little after the server would
-                # have ended the watch.
-                _request_timeout=(10, timeout_s + 30),
+                # A dead connection shows as silence, which the server's bookmarks break.
+                _request_timeout=(10, silence_s),
             )
         except _FAILURES as error:
             raise _error(what, error) from error
@@ -246,14 +260,15 @@ class KubeApi:
             response.release_conn()
             kind = WatchExpired if response.status == 410 else KubeApiError
             raise kind(f"{what}: HTTP {response.status}: {message}", response.status)
-        return WatchStream(response, what)
+        return WatchStream(response, what, silence_s)
 
     # --- status --------------------------------------------------------------------------
 
     def patch_status(
-        self, collection: Collection, name: str, status: dict[str, Any]
+        self, collection: Collection, name: str, status: dict[str, Any], timeout_s: float = 30.0
     ) -> dict[str, Any]:
-        """Merge-patch the status subresource of one custom resource; the updated object."""
+        """Merge-patch the status subresource of one custom resource; the updated object.
+        Gives up after `timeout_s` (to connect, and then for each read)."""
         what = f"writing the status of {collection.kind}/{name}"
         try:
             updated = self._custom.patch_namespaced_custom_object_status(
@@ -264,54 +279,66 @@ class KubeApi:
                 name,
                 {"status": status},
                 _content_type="application/merge-patch+json",
-                _request_timeout=(10, 30),
+                _request_timeout=(min(10.0, timeout_s), timeout_s),
             )
         except _FAILURES as error:
             raise _error(what, error) from error
         return dict(updated) if isinstance(updated, dict) else {}
 
     # --- leases --------------------------------------------------------------------------
+    # Leases go through the generic object calls, as plain dicts: the client's typed Lease
+    # model would write its times with isoformat(), which leaves the fraction out on a
+    # whole second, and the API server then refuses the write. Each call gives up after
+    # `timeout_s` (to connect, and then for each read): leader election must be able to
+    # step down before its renew deadline.
 
-    def read_lease(self, name: str) -> Lease | None:
+    def read_lease(self, name: str, timeout_s: float = 10.0) -> Lease | None:
+        what = f"reading Lease {name}"
         try:
-            found = self._leases.read_namespaced_lease(name, self.namespace, _request_timeout=10)
+            found = self._custom.get_namespaced_custom_object(
+                *_LEASES,
+                self.namespace,
+                _LEASES_PLURAL,
+                name,
+                _request_timeout=(timeout_s, timeout_s),
+            )
         except ApiException as error:
             if error.status == 404:
                 return None
-            raise _error(f"reading Lease {name}", error) from error
+            raise _error(what, error) from error
         except _FAILURES as error:
-            raise _error(f"reading Lease {name}", error) from error
-        spec = found.spec
-        return Lease(
-            name=name,
-            holder=spec.holder_identity or "",
-            duration_s=int(spec.lease_duration_seconds or 0),
-            acquired=spec.acquire_time,
-            renewed=spec.renew_time,
-            transitions=int(spec.lease_transitions or 0),
-            resource_version=found.metadata.resource_version or "",
-        )
-
-    def _body(self, lease: Lease) -> k8s.V1Lease:
-        return k8s.V1Lease(
-            metadata=k8s.V1ObjectMeta(
-                name=lease.name,
-                namespace=self.namespace,
-                resource_version=lease.resource_version or None,
-            ),
-            spec=k8s.V1LeaseSpec(
-                holder_identity=lease.holder,
-                lease_duration_seconds=lease.duration_s,
-                acquire_time=lease.acquired,
-                renew_time=lease.renewed,
-                lease_transitions=lease.transitions,
-            ),
-        )
-
-    def create_lease(self, lease: Lease) -> None:
+            raise _error(what, error) from error
         try:
-            self._leases.create_namespaced_lease(
-                self.namespace, self._body(lease), _request_timeout=10
+            return _lease(name, found)
+        except (AttributeError, TypeError, ValueError) as error:
+            raise KubeApiError(f"{what}: the answer is not a Lease ({error})") from error
+
+    def _body(self, lease: Lease) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"name": lease.name, "namespace": self.namespace}
+        if lease.resource_version:
+            metadata["resourceVersion"] = lease.resource_version
+        spec = {
+            "holderIdentity": lease.holder,
+            "leaseDurationSeconds": lease.duration_s,
+            "acquireTime": _micro_time(lease.acquired),
+            "renewTime": _micro_time(lease.renewed),
+            "leaseTransitions": lease.transitions,
+        }
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": metadata,
+            "spec": {key: value for key, value in spec.items() if value is not None},
+        }
+
+    def create_lease(self, lease: Lease, timeout_s: float = 10.0) -> None:
+        try:
+            self._custom.create_namespaced_custom_object(
+                *_LEASES,
+                self.namespace,
+                _LEASES_PLURAL,
+                self._body(lease),
+                _request_timeout=(timeout_s, timeout_s),
             )
         except ApiException as error:
             if error.status == 409:
@@ -320,11 +347,16 @@ class KubeApi:
         except _FAILURES as error:
             raise _error(f"creating Lease {lease.name}", error) from error
 
-    def replace_lease(self, lease: Lease) -> None:
+    def replace_lease(self, lease: Lease, timeout_s: float = 10.0) -> None:
         """Write `lease` if nobody changed it since it was read (its resourceVersion)."""
         try:
-            self._leases.replace_namespaced_lease(
-                lease.name, self.namespace, self._body(lease), _request_timeout=10
+            self._custom.replace_namespaced_custom_object(
+                *_LEASES,
+                self.namespace,
+                _LEASES_PLURAL,
+                lease.name,
+                self._body(lease),
+                _request_timeout=(timeout_s, timeout_s),
             )
         except ApiException as error:
             if error.status == 409:
@@ -332,6 +364,33 @@ class KubeApi:
             raise _error(f"updating Lease {lease.name}", error) from error
         except _FAILURES as error:
             raise _error(f"updating Lease {lease.name}", error) from error
+
+
+def _lease(name: str, found: Any) -> Lease:
+    """A Lease from the API server's JSON (times in RFC 3339)."""
+    spec = found.get("spec") or {}
+    metadata = found.get("metadata") or {}
+    return Lease(
+        name=name,
+        holder=str(spec.get("holderIdentity") or ""),
+        duration_s=int(spec.get("leaseDurationSeconds") or 0),
+        acquired=_parse_time(spec.get("acquireTime")),
+        renewed=_parse_time(spec.get("renewTime")),
+        transitions=int(spec.get("leaseTransitions") or 0),
+        resource_version=str(metadata.get("resourceVersion") or ""),
+    )
+
+
+def _parse_time(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(str(value))
+
+
+def _micro_time(moment: datetime | None) -> str | None:
+    """A MicroTime as the API server parses it: always six fractional digits (the client's
+    own `isoformat()` leaves the fraction out when it is zero, and would be refused)."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def now() -> datetime:
@@ -362,4 +421,8 @@ def connect(namespace: str, kubeconfig: str | None = None) -> KubeApi:
         where = kubeconfig or "the default kubeconfig"
         message = f"cannot configure the Kubernetes client from {where}: {error}"
         raise KubeApiError(message) from error
+    # urllib3 would otherwise retry a failed request 3 times, silently: one Lease call could
+    # then outlast the renew deadline, and a cut watch would stall without a log line. Every
+    # caller here retries on its own terms instead.
+    configuration.retries = False
     return KubeApi(k8s.ApiClient(configuration), namespace)

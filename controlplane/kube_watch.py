@@ -5,7 +5,8 @@ ADDED/MODIFIED/DELETED event to its map of objects by name. It runs in a thread 
 (the official client blocks) and calls `on_change` after every list and every event.
 
 - A watch the server ends (its timeout) is resumed from the last resourceVersion seen,
-  which BOOKMARK events keep fresh.
+  which BOOKMARK events keep fresh; so is a watch silent for `silence_s` (no event, no
+  bookmark), which is how a connection that died without being closed shows.
 - 410 Gone (the resourceVersion is too old, as after a long disconnection or an etcd
   compaction) makes it list again from scratch; objects deleted meanwhile disappear then.
 - Any other failure (unreachable API server, 5xx, a cut connection) is retried with
@@ -19,7 +20,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from controlplane.kube_api import Collection, KubeApi, KubeApiError, WatchExpired, WatchStream
+from controlplane.kube_api import (
+    Collection,
+    KubeApi,
+    KubeApiError,
+    WatchExpired,
+    WatchSilent,
+    WatchStream,
+)
 
 log = logging.getLogger("weir.controlplane.kubernetes")
 
@@ -46,12 +54,14 @@ class Reflector:
         on_change: Callable[[], None],
         *,
         watch_timeout_s: int = 300,
+        silence_s: float = 90.0,
         backoff_s: tuple[float, float] = (0.5, 30.0),
     ) -> None:
         self.api = api
         self.collection = collection
         self.on_change = on_change
         self.watch_timeout_s = watch_timeout_s
+        self.silence_s = silence_s
         self.backoff_s = backoff_s
         self.synced = threading.Event()  # set after the first successful list
         self.lists = 0  # how many times it listed (1 + one per 410 or failed resume)
@@ -97,6 +107,8 @@ class Reflector:
             except WatchExpired:
                 log.info("the watch of %s expired (410 Gone); listing again", self.collection)
                 self._version = None
+            except WatchSilent as error:
+                log.info("%s; watching again", error)
             except KubeApiError as error:
                 if self._stopping.is_set():
                     break
@@ -123,7 +135,9 @@ class Reflector:
     def _watch(self) -> None:
         """Apply events until the server ends the watch, keeping `_version` current."""
         assert self._version is not None
-        stream = self.api.watch(self.collection, self._version, self.watch_timeout_s)
+        stream = self.api.watch(
+            self.collection, self._version, self.watch_timeout_s, self.silence_s
+        )
         self._stream = stream
         try:
             for event in stream:

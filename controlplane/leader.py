@@ -6,13 +6,16 @@ writes the resources' status, so that two replicas never fight over it.
 - A replica takes the Lease when nobody holds it, or when its holder has not renewed it
   for `lease_duration_s` as measured on this replica's own clock since it last saw the
   Lease change (so clocks need not agree across machines).
-- The leader renews every `retry_period_s`. It steps down when it could not renew for
-  `renew_deadline_s` (shorter than the lease duration, so it stops before another may
-  take over).
+- The leader renews every `retry_period_s`. It leads until `renew_deadline_s` after the
+  start of its last successful renewal (shorter than the lease duration, which the others
+  count from when they saw that renewal: so it stops before another may take over). Each
+  attempt is cut off at that deadline, however slow the API server is, and the status
+  writer asks `lead_time_left()` before every write.
 - Writes are guarded by the Lease's resourceVersion: of two replicas racing for it, one
   gets 409 Conflict and stays a follower.
-- On shutdown the leader releases the Lease (empty holder), so a follower takes over at
-  its next try instead of waiting for the lease to run out.
+- On shutdown the leader releases the Lease (empty holder), once any renewal still in
+  flight has ended, so a follower takes over at its next try instead of waiting for the
+  lease to run out.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -53,16 +57,38 @@ class LeaderElector:
         self.renew_deadline_s = renew_deadline_s
         self.retry_period_s = retry_period_s
         self.is_leader = False
-        self._renewed_at = 0.0  # monotonic time of our last successful write
+        self._lead_until = 0.0  # monotonic time our leadership runs out unless renewed
         self._observed: tuple[str, str] | None = None  # (holder, resourceVersion) last seen
         self._observed_at = 0.0  # monotonic time it was first seen
+        # Held by each attempt's thread: a release waits for the attempt in flight, which
+        # could otherwise renew the Lease just after it was given up.
+        self._attempt_lock = threading.Lock()
+        self._wrote_lease = False  # whether this replica ever wrote itself in as holder
+
+    def lead_time_left(self) -> float:
+        """Seconds this replica may still act as leader (0 when it is not leading)."""
+        if not self.is_leader:
+            return 0.0
+        return max(0.0, self._lead_until - time.monotonic())
 
     async def run(self) -> None:
         """Try to acquire or renew every retry period, until cancelled; then call
         `release()`."""
         while True:
+            started = time.monotonic()
+            # A leader's attempt must end by its deadline; a follower's within as long.
+            deadline = self._lead_until if self.is_leader else started + self.renew_deadline_s
             try:
-                held = await asyncio.to_thread(self._try_acquire_or_renew)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that comes as the call ends, and then the loop would never stop.
+                async with asyncio.timeout(max(0.0, deadline - started)):
+                    held = await asyncio.to_thread(self._try_acquire_or_renew, deadline)
+            except TimeoutError:
+                log.warning(
+                    "leader election: the API server did not answer in time about Lease %s",
+                    self.lease_name,
+                )
+                held = False
             except KubeApiError as error:
                 log.warning("leader election: %s", error)
                 held = False
@@ -70,9 +96,9 @@ class LeaderElector:
                 log.exception("leader election failed unexpectedly")
                 held = False
             if held:
-                self._renewed_at = time.monotonic()
+                self._lead_until = started + self.renew_deadline_s
                 self._set(True)
-            elif self.is_leader and time.monotonic() - self._renewed_at > self.renew_deadline_s:
+            elif self.is_leader and time.monotonic() >= self._lead_until:
                 log.warning(
                     "leader election: could not renew Lease %s for %.0f s; stepping down",
                     self.lease_name,
@@ -83,9 +109,9 @@ class LeaderElector:
 
     async def release(self) -> None:
         """Give the Lease up if we hold it (at shutdown, after `run()` was cancelled)."""
-        if not self.is_leader:
-            return
         self._set(False)
+        if not self._wrote_lease:
+            return
         try:
             await asyncio.to_thread(self._release)
         except KubeApiError as error:
@@ -101,16 +127,27 @@ class LeaderElector:
             log.info("leader election: %s no longer leads", self.identity)
         self.on_change(leader)
 
-    def _try_acquire_or_renew(self) -> bool:
-        lease = self.api.read_lease(self.lease_name)
+    def _try_acquire_or_renew(self, deadline: float) -> bool:
+        with self._attempt_lock:
+            if time.monotonic() >= deadline:
+                return False  # the attempt before this one ran late; this one is too late
+            return self._acquire_or_renew(deadline)
+
+    def _acquire_or_renew(self, deadline: float) -> bool:
+        def left() -> float:  # each call's timeout: whatever remains until the deadline
+            return max(0.05, deadline - time.monotonic())
+
+        lease = self.api.read_lease(self.lease_name, left())
         stamp = now()
         if lease is None:
             try:
                 self.api.create_lease(
-                    Lease(self.lease_name, self.identity, self.lease_duration_s, stamp, stamp)
+                    Lease(self.lease_name, self.identity, self.lease_duration_s, stamp, stamp),
+                    left(),
                 )
             except LeaseConflict:
                 return False
+            self._wrote_lease = True
             return True
         seen = (lease.holder, lease.resource_version)
         if seen != self._observed:
@@ -126,14 +163,23 @@ class LeaderElector:
                 lease.holder,
             )
         try:
-            self.api.replace_lease(lease.held(self.identity, self.lease_duration_s, stamp))
+            self.api.replace_lease(lease.held(self.identity, self.lease_duration_s, stamp), left())
         except LeaseConflict:
             return False
+        self._wrote_lease = True
         return True
 
     def _release(self) -> None:
-        lease = self.api.read_lease(self.lease_name)
-        if lease is None or lease.holder != self.identity:
-            return
-        with contextlib.suppress(LeaseConflict):  # it changed hands already
-            self.api.replace_lease(replace(lease, holder="", duration_s=1, renewed=now()))
+        # Wait for an attempt still in flight (its calls end by its deadline), then give up.
+        if not self._attempt_lock.acquire(timeout=self.renew_deadline_s):
+            raise KubeApiError("a renewal of the Lease is still in flight")
+        try:
+            timeout = max(1.0, self.retry_period_s)
+            lease = self.api.read_lease(self.lease_name, timeout)
+            if lease is None or lease.holder != self.identity:
+                return
+            with contextlib.suppress(LeaseConflict):  # it changed hands already
+                released = replace(lease, holder="", duration_s=1, renewed=now())
+                self.api.replace_lease(released, timeout)
+        finally:
+            self._attempt_lock.release()

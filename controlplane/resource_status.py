@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -139,6 +141,9 @@ class StatusWriter:
         self.api = api
         self.source = source
         self.leading = False
+        # How long this replica may still write: the leader elector's `lead_time_left`, or
+        # no limit when leader election is off.
+        self.lead_time_left: Callable[[], float] = lambda: math.inf
         self.served: dict[ResourceKey, int] = {}
         self.build: Build | None = None
         self.published = False
@@ -217,8 +222,13 @@ class StatusWriter:
         status = obj.get("status") if isinstance(obj.get("status"), dict) else None
         if condition is None or condition.shown_by(status):
             return True
+        time_left = self.lead_time_left()
+        if time_left <= 0:
+            return False  # leadership runs out: no write may land after another takes over
         try:
-            self.api.patch_status(collection, name, condition.as_status(status, now()))
+            self.api.patch_status(
+                collection, name, condition.as_status(status, now()), min(30.0, time_left)
+            )
         except KubeApiError as error:
             if error.status == 404:
                 return True  # deleted meanwhile

@@ -264,6 +264,7 @@ class ControlPlane:
             renew_deadline_s=settings.renew_deadline_s,
             retry_period_s=settings.retry_period_s,
         )
+        status.lead_time_left = elector.lead_time_left
         tasks.append(asyncio.create_task(elector.run()))
         return elector
 

@@ -99,11 +99,13 @@ class KubernetesSource:
         *,
         debounce_s: float = 0.05,
         watch_timeout_s: int = 300,
+        watch_silence_s: float = 90.0,
         backoff_s: tuple[float, float] = (0.5, 30.0),
     ) -> None:
         self.api = api
         self.debounce_s = debounce_s
         self.watch_timeout_s = watch_timeout_s
+        self.watch_silence_s = watch_silence_s
         self.backoff_s = backoff_s
         self.last_build: Build | None = None
         self.changed = asyncio.Event()  # set on any change, status writes included
@@ -136,6 +138,7 @@ class KubernetesSource:
                 collection,
                 on_change,
                 watch_timeout_s=self.watch_timeout_s,
+                silence_s=self.watch_silence_s,
                 backoff_s=self.backoff_s,
             )
             for collection in (*WEIR_COLLECTIONS, SECRETS)

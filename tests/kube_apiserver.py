@@ -8,23 +8,27 @@ the API server's wire format:
 - list: `GET /apis/{group}/{version}/namespaces/{ns}/{plural}` (and `/api/v1/.../secrets`)
   returns a `...List` with `metadata.resourceVersion`;
 - watch: the same with `?watch=true&resourceVersion=N` streams newline-delimited JSON
-  events (ADDED, MODIFIED, DELETED, BOOKMARK) with chunked encoding until
-  `timeoutSeconds`; a resourceVersion older than the last compaction gets the API
-  server's answer, one `ERROR` event carrying a 410 `Expired` Status;
-- status: `PATCH .../{plural}/{name}/status` with a JSON merge patch; it bumps the
-  resourceVersion, never the generation (the spec's changes do);
+  events (ADDED, MODIFIED, DELETED) with chunked encoding until `timeoutSeconds`, and a
+  BOOKMARK carrying the current resourceVersion after each quiet `bookmark_interval_s`
+  when the client allows bookmarks; a resourceVersion older than the last compaction
+  gets the API server's answer, one `ERROR` event carrying a 410 `Expired` Status;
+- status: `PATCH .../{plural}/{name}/status` with a JSON merge patch (any other patch
+  type gets 415); a change bumps the resourceVersion, never the generation (the spec's
+  changes do), and a patch that changes nothing changes nothing, resourceVersion included;
 - leases (coordination.k8s.io/v1): GET, POST (409 AlreadyExists) and PUT guarded by
-  metadata.resourceVersion (409 Conflict).
+  metadata.resourceVersion when given (409 Conflict); `acquireTime`/`renewTime` must be
+  RFC 3339 MicroTime (400 otherwise).
 
 Tests change objects through the methods (`put`, `delete`), compact the history, cut every
-open watch connection, or make the next requests fail, and read `requests` to see what the
-client asked for.
+open watch connection or freeze it, make the next requests fail, stall or drop without an
+answer, and read `requests` to see what the client asked for.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 import threading
 import time
 import uuid
@@ -48,6 +52,9 @@ KINDS: dict[tuple[str, str, str], str] = {
     ("coordination.k8s.io", "v1", "leases"): "Lease",
 }
 PLURALS = {kind: plural for (_, _, plural), kind in KINDS.items()}
+MERGE_PATCH = "application/merge-patch+json"
+LEASE_TIMES = ("acquireTime", "renewTime")
+MICRO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)")
 
 
 def _collection_of(kind: str) -> tuple[str, str, str]:
@@ -66,6 +73,19 @@ def _status(code: int, reason: str, message: str) -> dict[str, Any]:
     }
 
 
+def _bad_lease(body: Any) -> str:
+    """Why the API server would refuse this Lease body ("" when it would not): its times
+    are MicroTime, which Go parses with the layout 2006-01-02T15:04:05.000000Z07:00,
+    exactly six fractional digits."""
+    spec = body.get("spec") if isinstance(body, dict) else None
+    for field_name in LEASE_TIMES:
+        value = (spec or {}).get(field_name)
+        if value is not None and not (isinstance(value, str) and MICRO_TIME.fullmatch(value)):
+            where = f"spec.{field_name}: parsing time {value!r}"
+            return f'Lease in version "v1" cannot be handled as a Lease: {where}'
+    return ""
+
+
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch."""
     if not isinstance(patch, dict):
@@ -81,16 +101,22 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 @dataclass
 class Failure:
+    """What the next `count` matching requests get: an HTTP `status` error (when not 0),
+    their answer only after `stall_s`, or (`drop`) a closed connection and no answer."""
+
     method: str
     path_part: str
-    status: int
     count: int
+    status: int = 0
+    stall_s: float = 0.0
+    drop: bool = False
 
 
 @dataclass
 class _Watch:
     collection: tuple[str, str, str]
     cut: threading.Event = field(default_factory=threading.Event)
+    frozen: threading.Event = field(default_factory=threading.Event)
 
 
 class KubeApiServer:
@@ -105,6 +131,7 @@ class KubeApiServer:
         self.status_patches: list[tuple[str, str, dict[str, Any]]] = []
         self.failures: list[Failure] = []
         self.watches: list[_Watch] = []
+        self.bookmark_interval_s = 1.0
         self.lock = threading.Condition()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -186,10 +213,28 @@ class KubeApiServer:
                 watch.cut.set()
             self.lock.notify_all()
 
+    def freeze_watches(self) -> None:
+        """Every open watch goes silent and stays open, as over a connection that died
+        without being closed (a node or proxy gone): no events, no bookmarks, no end."""
+        with self.lock:
+            for watch in self.watches:
+                watch.frozen.set()
+
     def fail(self, method: str, path_part: str, status: int, count: int = 1) -> None:
         """The next `count` requests whose path contains `path_part` get HTTP `status`."""
         with self.lock:
-            self.failures.append(Failure(method, path_part, status, count))
+            self.failures.append(Failure(method, path_part, count, status=status))
+
+    def stall(self, method: str, path_part: str, seconds: float, count: int = 1) -> None:
+        """The next `count` such requests are served only after `seconds`, as by an
+        overloaded API server (a write is still applied when the client gave up)."""
+        with self.lock:
+            self.failures.append(Failure(method, path_part, count, stall_s=seconds))
+
+    def drop(self, method: str, path_part: str, count: int = 1) -> None:
+        """The next `count` such requests see their connection closed, with no answer."""
+        with self.lock:
+            self.failures.append(Failure(method, path_part, count, drop=True))
 
     def count(self, method: str, path_part: str, *, watch: bool | None = None) -> int:
         with self.lock:
@@ -298,15 +343,41 @@ class KubeApiServer:
         body = json.loads(handler.rfile.read(length)) if length else None
         with self.lock:
             self.requests.append((method, url.path, query))
-            for failure in self.failures:
-                if failure.count > 0 and failure.method == method and failure.path_part in url.path:
-                    failure.count -= 1
-                    status = _status(failure.status, "InternalError", "injected failure")
-                    self._send(handler, failure.status, status)
-                    return
-        route = self._route(url.path)
+            failure = next(
+                (
+                    f
+                    for f in self.failures
+                    if f.count > 0 and f.method == method and f.path_part in url.path
+                ),
+                None,
+            )
+            if failure is not None:
+                failure.count -= 1
+        if failure is not None and failure.drop:
+            handler.close_connection = True
+            return
+        if failure is not None and failure.status:
+            status = _status(failure.status, "InternalError", "injected failure")
+            self._send(handler, failure.status, status)
+            return
+        if failure is not None:
+            time.sleep(failure.stall_s)
+        try:
+            self._answer(handler, method, url.path, query, body)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting
+            handler.close_connection = True
+
+    def _answer(
+        self,
+        handler: BaseHTTPRequestHandler,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        body: Any,
+    ) -> None:
+        route = self._route(path)
         if route is None:
-            self._send(handler, 404, _status(404, "NotFound", f"no route {url.path}"))
+            self._send(handler, 404, _status(404, "NotFound", f"no route {path}"))
             return
         collection, name, sub = route
         if method == "GET" and name is None:
@@ -315,6 +386,12 @@ class KubeApiServer:
             else:
                 self._list(handler, collection)
             return
+        if method == "PATCH":
+            content_type = (handler.headers.get("Content-Type") or "").split(";")[0].strip()
+            if content_type != MERGE_PATCH:
+                message = f"the body of the request was in an unknown format - {content_type}"
+                self._send(handler, 415, _status(415, "UnsupportedMediaType", message))
+                return
         with self.lock:
             code, answer = self._write(method, collection, name, sub, body)
         self._send(handler, code, answer)
@@ -355,10 +432,15 @@ class KubeApiServer:
                 return 404, _status(404, "NotFound", f'{kind} "{name}" not found')
             obj = objects[name]
             self.status_patches.append((kind, name, copy.deepcopy(body)))
-            obj["status"] = merge_patch(obj.get("status"), body.get("status"))
+            status = merge_patch(obj.get("status"), body.get("status"))
+            if status == obj.get("status"):
+                return 200, copy.deepcopy(obj)  # a no-op write changes nothing
+            obj["status"] = status
             self._bump(obj)
             self._record(collection, "MODIFIED", obj)
             return 200, copy.deepcopy(obj)
+        if method in ("POST", "PUT") and kind == "Lease" and (problem := _bad_lease(body)):
+            return 400, _status(400, "BadRequest", problem)
         if method == "POST" and name is None:
             new_name = body["metadata"]["name"]
             if new_name in objects:
@@ -370,7 +452,7 @@ class KubeApiServer:
             if old is None:
                 return 404, _status(404, "NotFound", f'{kind} "{name}" not found')
             wanted = body.get("metadata", {}).get("resourceVersion")
-            if wanted != old["metadata"]["resourceVersion"]:
+            if wanted is not None and wanted != old["metadata"]["resourceVersion"]:
                 return 409, _status(
                     409,
                     "Conflict",
@@ -381,32 +463,49 @@ class KubeApiServer:
         return 405, _status(405, "MethodNotAllowed", f"{method} not supported here")
 
     def _events(
-        self, watch: _Watch, since: int, deadline: float
+        self, watch: _Watch, since: int, deadline: float, bookmarks: bool
     ) -> Iterator[tuple[str, dict[str, Any]] | None]:
         """Events after `since` until the deadline; None when the connection is to be cut."""
         position = since
+        quiet_since = time.monotonic()
         while True:
             with self.lock:
-                pending = [
-                    (rv, kind, obj)
-                    for rv, collection, kind, obj in self.history
-                    if rv > position and collection == watch.collection
-                ]
+                pending = self._pending(watch.collection, position)
                 if not pending and not watch.cut.is_set():
-                    self.lock.wait(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
-                    continue_waiting = True
-                else:
-                    continue_waiting = False
-            if watch.cut.is_set():
+                    self.lock.wait(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
+                    pending = self._pending(watch.collection, position)
+                current = self.version  # every event of the collection up to it is pending
+            if watch.frozen.is_set():  # silent from now on, until cut or the deadline
+                watch.cut.wait(max(0.0, deadline - time.monotonic()))
+            if watch.cut.is_set() or watch.frozen.is_set():
                 yield None
                 return
             for rv, kind, obj in pending:
                 position = rv
                 yield kind, obj
-            if time.monotonic() >= deadline:
+            moment = time.monotonic()
+            if pending:
+                quiet_since = moment
+            elif bookmarks and moment - quiet_since >= self.bookmark_interval_s:
+                yield "BOOKMARK", self._bookmark(watch.collection, current)
+                quiet_since = moment
+            if moment >= deadline:
                 return
-            if continue_waiting:
-                continue
+
+    def _pending(
+        self, collection: tuple[str, str, str], after: int
+    ) -> list[tuple[int, str, dict[str, Any]]]:
+        return [
+            (rv, kind, obj) for rv, c, kind, obj in self.history if rv > after and c == collection
+        ]
+
+    def _bookmark(self, collection: tuple[str, str, str], version: int) -> dict[str, Any]:
+        api_version = f"{collection[0]}/{collection[1]}" if collection[0] else collection[1]
+        return {
+            "kind": KINDS[collection],
+            "apiVersion": api_version,
+            "metadata": {"resourceVersion": str(version)},
+        }
 
     def _watch(
         self,
@@ -435,7 +534,9 @@ class KubeApiServer:
                 message = f"too old resource version: {since} ({self.compacted})"
                 chunk({"type": "ERROR", "object": _status(410, "Expired", message)})
             else:
-                for event in self._events(watch, since, time.monotonic() + timeout):
+                bookmarks = query.get("allowWatchBookmarks", ["false"])[0] == "true"
+                deadline = time.monotonic() + timeout
+                for event in self._events(watch, since, deadline, bookmarks):
                     if event is None:
                         handler.close_connection = True
                         return  # cut: no terminating chunk, as with a dropped connection

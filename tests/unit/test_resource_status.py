@@ -123,6 +123,21 @@ async def wait_for(check: Any, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def test_nothing_is_written_once_the_lead_has_run_out(
+    kube_server: KubeApiServer, plane: Plane
+) -> None:
+    # Still told it leads, but its lease is past the renew deadline (the step-down is on
+    # its way): a write now could land after another replica took over.
+    plane.writer.lead_time_left = lambda: 0.0
+    plane.writer.set_leading(True)
+    kube_server.put_yaml(quickstart_text())
+    await wait_for(lambda: plane.writer.build is not None)
+    await asyncio.sleep(0.5)
+    assert kube_server.status_patches == []
+    plane.writer.lead_time_left = lambda: 8.0  # renewed
+    await wait_for(lambda: accepted(kube_server, "Backend", "mock") is not None)
+
+
 async def test_only_a_leader_writes_and_only_what_differs(
     kube_server: KubeApiServer, plane: Plane
 ) -> None:

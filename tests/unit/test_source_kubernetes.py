@@ -188,6 +188,58 @@ async def test_an_expired_watch_lists_again_and_misses_nothing(
     assert kube_server.count("GET", "/backends", watch=False) > lists_before
 
 
+async def test_bookmarks_keep_a_quiet_watch_from_going_stale(
+    kube_server: KubeApiServer, results: Results
+) -> None:
+    kube_server.bookmark_interval_s = 0.2
+    kube_server.put_yaml(quickstart_text())
+    assert isinstance(await results.next(), ConfigSet)
+    # The resourceVersion moves on elsewhere; the Backends' watch hears only bookmarks.
+    kube_server.put(secret("unrelated", token="x"))
+    version = str(kube_server.version)
+    await asyncio.sleep(1.0)
+    lists = kube_server.count("GET", "/backends", watch=False)
+    kube_server.cut_watches()
+    kube_server.compact()  # everything before `version` is forgotten
+    await results.nothing(1.0)  # nothing changed, so nothing is published
+
+    def resumed_from(rv: str) -> bool:
+        return any(
+            "/backends" in path and query.get("resourceVersion") == [rv]
+            for method, path, query in kube_server.requests
+            if "watch" in query
+        )
+
+    assert resumed_from(version)  # from the last bookmark: no 410, no list again
+    assert kube_server.count("GET", "/backends", watch=False) == lists
+
+
+async def test_a_watch_gone_silent_is_replaced_and_misses_nothing(
+    kube_api: KubeApi, kube_server: KubeApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "weir.controlplane.kubernetes")
+    kube_server.bookmark_interval_s = 0.2
+    results = Results(KubernetesSource(kube_api, watch_silence_s=1.0, backoff_s=(0.05, 0.2)))
+    try:
+        kube_server.put_yaml(quickstart_text())
+        assert isinstance(await results.next(), ConfigSet)
+        await asyncio.sleep(1.5)  # quiet, but the bookmarks say the watches are alive
+        assert "nothing heard" not in caplog.text
+        lists = kube_server.count("GET", "/endpoints", watch=False)
+        # The connections die without being closed: the change is never sent on them.
+        kube_server.freeze_watches()
+        kube_server.delete("Endpoint", "demo-trial")
+        result = await results.next(timeout=5.0)
+        assert isinstance(result, ConfigSet)
+        assert [e.name for e in result.endpoints] == ["demo-chat"]
+        assert "endpoints.weir.dev in namespace weir: nothing heard for 1 s; watching again" in (
+            caplog.text
+        )
+        assert kube_server.count("GET", "/endpoints", watch=False) == lists  # resumed
+    finally:
+        await results.close()
+
+
 async def test_server_errors_are_retried_and_the_watch_resumes(
     kube_server: KubeApiServer, results: Results, caplog: pytest.LogCaptureFixture
 ) -> None:
