@@ -206,6 +206,7 @@ class KubeApi:
     # --- list and watch ------------------------------------------------------------------
 
     def _list_call(self, collection: Collection, **options: Any) -> Any:
+        """The raw response (`_preload_content=False`); an `ApiException` outside 2xx."""
         if collection.group:
             return self._custom.list_namespaced_custom_object(
                 collection.group,
@@ -231,8 +232,6 @@ class KubeApi:
             raise _error(what, error) from error
         except ValueError as error:
             raise KubeApiError(f"{what}: the answer is not JSON") from error
-        if response.status != 200:
-            raise KubeApiError(f"{what}: HTTP {response.status}", response.status)
         items = body.get("items") or []
         version = (body.get("metadata") or {}).get("resourceVersion") or ""
         return [item for item in items if isinstance(item, dict)], str(version)
@@ -253,13 +252,8 @@ class KubeApi:
                 # A dead connection shows as silence, which the server's bookmarks break.
                 _request_timeout=(10, silence_s),
             )
-        except _FAILURES as error:
+        except _FAILURES as error:  # the client raises ApiException outside 2xx (410 too)
             raise _error(what, error) from error
-        if response.status != 200:
-            message = _status_message(response.data)
-            response.release_conn()
-            kind = WatchExpired if response.status == 410 else KubeApiError
-            raise kind(f"{what}: HTTP {response.status}: {message}", response.status)
         return WatchStream(response, what, silence_s)
 
     # --- status --------------------------------------------------------------------------

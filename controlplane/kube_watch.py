@@ -64,7 +64,6 @@ class Reflector:
         self.silence_s = silence_s
         self.backoff_s = backoff_s
         self.synced = threading.Event()  # set after the first successful list
-        self.lists = 0  # how many times it listed (1 + one per 410 or failed resume)
         self._objects: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -126,7 +125,6 @@ class Reflector:
         objects = {name: item for item in items if (name := _name(item)) is not None}
         with self._lock:
             self._objects = objects
-        self.lists += 1
         log.info("listed %d %s (resourceVersion %s)", len(objects), self.collection, version)
         self.synced.set()
         self.on_change()

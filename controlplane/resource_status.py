@@ -148,7 +148,6 @@ class StatusWriter:
         self.build: Build | None = None
         self.published = False
         self.failure: str | None = None
-        self.writes = 0
         self._wake = asyncio.Event()
         # Resource -> the resourceVersion it had when we patched it: until the watch shows a
         # newer one, its status there is stale and must not be patched again.
@@ -235,6 +234,5 @@ class StatusWriter:
             log.warning("%s", error)
             return False
         self._pending[key] = version
-        self.writes += 1
         log.info("%s: Accepted=%s (%s)", key, condition.status, condition.reason)
         return True

@@ -20,9 +20,9 @@ an Envoy that is already gone has nothing left to drain.
 from __future__ import annotations
 
 import argparse
+import http.client
 import sys
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -67,16 +67,15 @@ def drain(
     try:
         _call(admin, "POST", "/healthcheck/fail")
         _call(admin, "POST", "/drain_listeners?graceful&skip_exit")
-    except (OSError, urllib.error.URLError) as error:
+    except (OSError, http.client.HTTPException) as error:  # URLError is an OSError
         log(f"weir envoy drain: Envoy's admin at {admin} did not answer ({error}); nothing to do")
         return 0
     log(f"weir envoy drain: health check failed, listeners draining (admin {admin})")
-    active = 0
     while True:
         elapsed = clock() - start
         try:
             active = active_requests(admin)
-        except (OSError, urllib.error.URLError, ValueError):
+        except (OSError, http.client.HTTPException, ValueError):
             active = 0  # Envoy is gone: nothing is in flight any more
             break
         if elapsed >= timeout_s or (elapsed >= min_wait_s and active == 0):

@@ -257,6 +257,7 @@ def test_envoy_answers_ready_until_drained(tmp_path: Path) -> None:
 class FakeAdmin(http.server.BaseHTTPRequestHandler):
     calls: list[tuple[str, str]]
     active: list[int]
+    dies_mid_answer = False
 
     def do_POST(self) -> None:
         self.calls.append(("POST", self.path))
@@ -265,6 +266,13 @@ class FakeAdmin(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.calls.append(("GET", self.path))
         value = self.active.pop(0) if len(self.active) > 1 else self.active[0]
+        if self.dies_mid_answer:  # headers promise more than comes before the close
+            self.send_response(200)
+            self.send_header("content-length", "1000")
+            self.end_headers()
+            self.wfile.write(b"http.downstream")
+            self.close_connection = True
+            return
         self._answer(f"{envoy_drain.ACTIVE_REQUESTS_STAT}: {value}\n")
 
     def _answer(self, text: str) -> None:
@@ -339,6 +347,17 @@ def test_drain_waits_at_least_the_minimum_and_at_most_the_timeout(
         == 7
     )
     assert clock.now == 3.0
+
+
+def test_drain_ends_quietly_when_envoy_dies_mid_answer(
+    fake_admin: tuple[str, type[FakeAdmin]],
+) -> None:
+    address, admin = fake_admin
+    admin.dies_mid_answer = True
+    lines: list[str] = []
+    left = envoy_drain.drain(address, timeout_s=45, min_wait_s=0, log=lines.append)
+    assert left == 0  # gone: nothing is in flight any more
+    assert lines[-1].startswith("weir envoy drain: 0 request(s) still in flight")
 
 
 def test_drain_of_an_envoy_that_is_gone_is_a_no_op() -> None:
