@@ -134,6 +134,17 @@ def desired_condition(
     )
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """A build, whether its config was published (and why not), and the generations the
+    served config holds."""
+
+    build: Build
+    published: bool
+    failure: str | None
+    served: dict[ResourceKey, int]
+
+
 class StatusWriter:
     """Keeps the resources' status in line with the last build; writes while leading."""
 
@@ -144,10 +155,9 @@ class StatusWriter:
         # How long this replica may still write: the leader elector's `lead_time_left`, or
         # no limit when leader election is off.
         self.lead_time_left: Callable[[], float] = lambda: math.inf
-        self.served: dict[ResourceKey, int] = {}
-        self.build: Build | None = None
-        self.published = False
-        self.failure: str | None = None
+        # The last outcome, replaced whole (never changed in place): a pass of writes in a
+        # worker thread reads it once and so never mixes two builds' outcomes.
+        self.outcome: Outcome | None = None
         self._wake = asyncio.Event()
         # Resource -> the resourceVersion it had when we patched it: until the watch shows a
         # newer one, its status there is stale and must not be patched again.
@@ -155,11 +165,12 @@ class StatusWriter:
 
     def record(self, build: Build, published: bool, failure: str | None = None) -> None:
         """The outcome of publishing `build`'s result."""
-        self.build = build
-        self.published = published
-        self.failure = failure
+        before = self.outcome
         if published:
-            self.served = dict(build.generations)
+            served = dict(build.generations)
+        else:
+            served = before.served if before is not None else {}
+        self.outcome = Outcome(build, published, failure, served)
         self._wake.set()
 
     def set_leading(self, leading: bool) -> None:
@@ -180,7 +191,7 @@ class StatusWriter:
                 watched.cancel()
             self._wake.clear()
             changed.clear()
-            if not self.leading or self.build is None:
+            if not self.leading or self.outcome is None:
                 continue
             try:
                 failed = await asyncio.to_thread(self._reconcile)
@@ -196,18 +207,18 @@ class StatusWriter:
 
     def _reconcile(self) -> bool:
         """Patch every status that differs; True when a write failed (to retry)."""
-        build = self.build
-        assert build is not None
+        outcome = self.outcome
+        assert outcome is not None
         failed = False
         for collection in WEIR_COLLECTIONS:
             for name, obj in self.source.objects(collection).items():
                 if not self.leading:
                     return False
-                failed |= not self._reconcile_one(collection, name, obj, build)
+                failed |= not self._reconcile_one(collection, name, obj, outcome)
         return failed
 
     def _reconcile_one(
-        self, collection: Collection, name: str, obj: dict[str, Any], build: Build
+        self, collection: Collection, name: str, obj: dict[str, Any], outcome: Outcome
     ) -> bool:
         key = ResourceKey(collection.kind, name)
         metadata = obj.get("metadata") or {}
@@ -216,7 +227,7 @@ class StatusWriter:
         if not isinstance(generation, int) or self._pending.get(key) == version:
             return True
         condition = desired_condition(
-            key, generation, build, self.published, self.failure, self.served
+            key, generation, outcome.build, outcome.published, outcome.failure, outcome.served
         )
         status = obj.get("status") if isinstance(obj.get("status"), dict) else None
         if condition is None or condition.shown_by(status):

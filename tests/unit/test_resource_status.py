@@ -131,7 +131,7 @@ async def test_nothing_is_written_once_the_lead_has_run_out(
     plane.writer.lead_time_left = lambda: 0.0
     plane.writer.set_leading(True)
     kube_server.put_yaml(quickstart_text())
-    await wait_for(lambda: plane.writer.build is not None)
+    await wait_for(lambda: plane.writer.outcome is not None)
     await asyncio.sleep(0.5)
     assert kube_server.status_patches == []
     plane.writer.lead_time_left = lambda: 8.0  # renewed
@@ -142,7 +142,7 @@ async def test_only_a_leader_writes_and_only_what_differs(
     kube_server: KubeApiServer, plane: Plane
 ) -> None:
     kube_server.put_yaml(quickstart_text())
-    await wait_for(lambda: plane.writer.build is not None)
+    await wait_for(lambda: plane.writer.outcome is not None)
     await asyncio.sleep(0.5)
     assert kube_server.status_patches == []  # a follower writes nothing
 
